@@ -1,0 +1,3 @@
+"""nasforge: neural architecture search on PyTorch (ENAS, DARTS, SNAS, BlockQNN)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from nasforge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Architecture files: plain JSON with ``kind`` and ``version``, one class per kind.
+
+Every kind is a dataclass with ``to_dict``/``from_dict`` (exact round-trip) and
+``validate`` (raises :class:`ArchError` naming the offending field). Kinds register
+themselves with :func:`register_kind`; :func:`arch_from_dict` dispatches on ``kind``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Protocol
+
+from nasforge.errors import ArchError
+from nasforge.utils.io import atomic_write_text
+
+ARCH_VERSION = 1
+
+
+class Architecture(Protocol):
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict: ...
+
+    def validate(self) -> None: ...
+
+
+_KINDS: dict[str, Any] = {}
+
+
+def register_kind(kind: str) -> Callable[[type], type]:
+    def deco(cls: type) -> type:
+        cls.kind = kind
+        _KINDS[kind] = cls
+        return cls
+
+    return deco
+
+
+def kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+def arch_from_dict(d: Any, where: str = "architecture") -> Any:
+    """Validate the envelope (``kind``, ``version``) and build the architecture."""
+    if not isinstance(d, dict):
+        raise ArchError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    kind = d.get("kind")
+    if kind is None:
+        raise ArchError(f"{where}: missing field 'kind' (one of {kinds()})")
+    if kind not in _KINDS:
+        raise ArchError(f"{where}: wrong kind {kind!r} (expected one of {kinds()})")
+    version = d.get("version")
+    if version is None:
+        raise ArchError(f"{where}: missing field 'version'")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1 or version > ARCH_VERSION:
+        raise ArchError(f"{where}: unsupported version {version!r} (this nasforge reads version <= {ARCH_VERSION})")
+    try:
+        arch = _KINDS[kind].from_dict(d)
+    except ArchError as e:
+        raise ArchError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ArchError(f"{where}: malformed {kind} architecture ({type(e).__name__}: {e})") from None
+    try:
+        arch.validate()
+    except ArchError as e:
+        raise ArchError(f"{where}: {e}") from None
+    return arch
+
+
+def arch_to_json(arch: Any) -> str:
+    arch.validate()
+    return json.dumps(arch.to_dict(), indent=2) + "\n"
+
+
+def save_arch(arch: Any, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_text(path, arch_to_json(arch))
+    return path
+
+
+def load_arch_file(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise ArchError(f"architecture file not found: {p}")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ArchError(f"{p}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
+    except UnicodeDecodeError:
+        raise ArchError(f"{p}: not a text file") from None
+    return arch_from_dict(d, where=str(p))
+
+
+def load_arch(ref: str | Path) -> Any:
+    """Load an architecture from a JSON file path or a zoo name (e.g. ``DARTS_V2``)."""
+    ref_s = str(ref)
+    p = Path(ref_s)
+    if p.suffix == ".json" or p.exists() or "/" in ref_s:
+        return load_arch_file(p)
+    from nasforge.zoo import get as zoo_get
+
+    return zoo_get(ref_s)
+
+
+def expect_type(value: Any, tp: type | tuple, field: str) -> Any:
+    if isinstance(value, bool) and tp in (int, (int,)):
+        raise ArchError(f"field {field!r} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+    if not isinstance(value, tp):
+        name = tp.__name__ if isinstance(tp, type) else "/".join(t.__name__ for t in tp)
+        raise ArchError(f"field {field!r} must be {name}, got {type(value).__name__} {value!r}")
+    return value

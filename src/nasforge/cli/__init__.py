@@ -1,0 +1,66 @@
+"""The ``nasforge`` command line.
+
+Each sub-command lives in its own module under :mod:`nasforge.cli` and exposes
+``add_parser(subparsers)`` which registers a parser whose ``func(args) -> int`` runs it.
+User errors (:class:`~nasforge.errors.NasforgeError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nasforge import __version__
+from nasforge.errors import NasforgeError
+
+#: sub-command -> module (imported lazily so ``nasforge --help`` stays fast)
+COMMANDS = {
+    "train": "nasforge.cli.train",
+    "eval": "nasforge.cli.evaluate",
+    "search": "nasforge.cli.search",
+    "show": "nasforge.cli.show",
+    "cost": "nasforge.cli.cost",
+    "zoo": "nasforge.cli.zoo",
+    "report": "nasforge.cli.report",
+    "compare": "nasforge.cli.compare",
+    "export": "nasforge.cli.export",
+    "data": "nasforge.cli.data",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nasforge", description="Neural architecture search: ENAS, DARTS, SNAS, BlockQNN.")
+    parser.add_argument("--version", action="version", version=f"nasforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=argparse.SUPPRESS, add_help=False)
+            continue
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name != modname:
+                raise
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    only = first if first in COMMANDS else None
+    parser = build_parser(only)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(args.func(args) or 0)
+    except NasforgeError as e:
+        print(f"nasforge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nasforge: interrupted", file=sys.stderr)
+        return 130

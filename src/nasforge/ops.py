@@ -1,0 +1,203 @@
+"""Candidate operations of the four papers and the zoo, in a registry by name.
+
+Every op is built as ``make_op(name, C_in, C_out, stride, affine)`` and maps an
+``(N, C_in, H, W)`` tensor to ``(N, C_out, ceil(H/stride), ceil(W/stride))``.
+
+Definitions follow DARTS ``cnn/operations.py`` (quark0/darts@f276dd3):
+
+- ``sep_conv_k``: (ReLU, depthwise k×k, pointwise 1×1, BN) twice, stride on the first.
+- ``dil_conv_k``: ReLU, depthwise k×k dilation 2, pointwise 1×1, BN.
+- ``skip_connect``: identity, or :class:`FactorizedReduce` at stride 2 (or C_in ≠ C_out).
+- pools: 3×3, padding 1, ``count_include_pad=False`` for average; no parameters
+  (``op_set="darts"``). SNAS's ``operations.py`` follows each pool with an affine BN
+  (``op_set="snas"``).
+- ``none``: zeros (strided when stride 2).
+- ``conv_7x1_1x7``: ReLU, 1×7 then 7×1 convolutions, BN (AmoebaNet).
+- ``conv_1x1/3x3/5x5``, NAS-Bench-201 ``nor_conv_1x1/3x3``: ReLU-Conv-BN.
+
+Ops whose definition needs C_in = C_out (pools, identity) get a ReLU-Conv1×1-BN in front
+when the channel counts differ, as NAS-Bench-201 does for its pooling op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nasforge.errors import ArchError
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, C_in: int, C_out: int, kernel: int | tuple, stride: int, padding: int | tuple, affine: bool = True, dilation: int = 1):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU, depthwise (dilated) conv, pointwise conv, BN."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=C_in, bias=False),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Separable conv applied twice (DARTS): the first with the stride, C_in kept inside."""
+
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
+        super().__init__(
+            DilConv(C_in, C_in, kernel, stride, padding, 1, affine),
+            DilConv(C_in, C_out, kernel, 1, padding, 1, affine),
+        )
+
+
+class Zero(nn.Module):
+    """The ``none`` op: zeros of the output shape."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int):
+        super().__init__()
+        self.C_out = C_out
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if x.shape[1] != self.C_out:
+            return x.new_zeros(x.shape[0], self.C_out, x.shape[2], x.shape[3])
+        return x.mul(0.0)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two 1×1 stride-2 convs on offset grids, concatenated.
+
+    For odd sizes the shifted branch is padded at the bottom/right so both branches give
+    ceil(H/2); for even sizes this is exactly DARTS' ``x[:, :, 1:, 1:]``.
+    """
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True):
+        super().__init__()
+        assert C_out % 2 == 0, "FactorizedReduce needs an even C_out"
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+class Conv7x1_1x7(nn.Sequential):
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
+            nn.Conv2d(C_out, C_out, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+def _channel_adapter(C_in: int, C_out: int, affine: bool) -> list[nn.Module]:
+    return [] if C_in == C_out else [ReLUConvBN(C_in, C_out, 1, 1, 0, affine)]
+
+
+def _pool(kind: str) -> Callable[..., nn.Module]:
+    def build(C_in: int, C_out: int, stride: int, affine: bool, op_set: str) -> nn.Module:
+        pool: nn.Module
+        if kind == "avg":
+            pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        else:
+            pool = nn.MaxPool2d(3, stride=stride, padding=1)
+        layers = _channel_adapter(C_in, C_out, affine) + [pool]
+        if op_set == "snas":
+            layers.append(nn.BatchNorm2d(C_out, affine=True))
+        return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
+
+    return build
+
+
+def _skip(C_in: int, C_out: int, stride: int, affine: bool, op_set: str) -> nn.Module:
+    if stride == 1 and C_in == C_out:
+        return nn.Identity()
+    if stride == 1:
+        return ReLUConvBN(C_in, C_out, 1, 1, 0, affine)
+    return FactorizedReduce(C_in, C_out, affine)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    build: Callable[[int, int, int, bool, str], nn.Module]
+    doc: str
+    parametric: bool = True  # False: no weights (at C_in == C_out, stride 1)
+
+
+OPS: dict[str, OpSpec] = {}
+
+
+def register_op(name: str, build: Callable[[int, int, int, bool, str], nn.Module], doc: str, parametric: bool = True) -> None:
+    OPS[name] = OpSpec(name, build, doc, parametric)
+
+
+register_op("none", lambda ci, co, s, a, o: Zero(ci, co, s), "zero: no connection", parametric=False)
+register_op("skip_connect", _skip, "identity; factorized reduce at stride 2", parametric=False)
+register_op("identity", _skip, "ENAS name for skip_connect", parametric=False)
+register_op("max_pool_3x3", _pool("max"), "3x3 max pooling, padding 1", parametric=False)
+register_op("avg_pool_3x3", _pool("avg"), "3x3 average pooling, padding 1, count_include_pad=False", parametric=False)
+for _k in (3, 5, 7):
+    register_op(
+        f"sep_conv_{_k}x{_k}",
+        (lambda k: lambda ci, co, s, a, o: SepConv(ci, co, k, s, k // 2, a))(_k),
+        f"(ReLU, depthwise {_k}x{_k}, pointwise, BN) x2",
+    )
+for _k in (3, 5):
+    register_op(
+        f"dil_conv_{_k}x{_k}",
+        (lambda k: lambda ci, co, s, a, o: DilConv(ci, co, k, s, k - 1, 2, a))(_k),
+        f"ReLU, depthwise {_k}x{_k} dilation 2, pointwise, BN",
+    )
+register_op("conv_7x1_1x7", lambda ci, co, s, a, o: Conv7x1_1x7(ci, co, s, a), "ReLU, 1x7 conv, 7x1 conv, BN")
+for _k in (1, 3, 5):
+    register_op(
+        f"conv_{_k}x{_k}",
+        (lambda k: lambda ci, co, s, a, o: ReLUConvBN(ci, co, k, s, k // 2, a))(_k),
+        f"ReLU, {_k}x{_k} conv, BN",
+    )
+for _k in (1, 3):
+    register_op(
+        f"nor_conv_{_k}x{_k}",
+        (lambda k: lambda ci, co, s, a, o: ReLUConvBN(ci, co, k, s, k // 2, a))(_k),
+        f"NAS-Bench-201: ReLU, {_k}x{_k} conv, BN",
+    )
+register_op(
+    "factorized_reduce",
+    lambda ci, co, s, a, o: FactorizedReduce(ci, co, a) if s == 2 else ReLUConvBN(ci, co, 1, 1, 0, a),
+    "ReLU, two offset 1x1 stride-2 convs concatenated, BN",
+)
+
+#: Candidate lists of the papers (order matters: it is the index order of α).
+DARTS_PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+ENAS_MICRO_PRIMITIVES = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "skip_connect")
+NB201_PRIMITIVES = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def make_op(name: str, C_in: int, C_out: int | None = None, stride: int = 1, affine: bool = True, op_set: str = "darts") -> nn.Module:
+    """Build op ``name`` mapping ``C_in`` to ``C_out`` channels (default C_in) at ``stride``."""
+    spec = OPS.get(name)
+    if spec is None:
+        raise ArchError(f"unknown op {name!r} (known: {', '.join(sorted(OPS))})")
+    if stride not in (1, 2):
+        raise ArchError(f"op {name!r}: stride must be 1 or 2, got {stride}")
+    return spec.build(C_in, C_in if C_out is None else C_out, stride, affine, op_set)

@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic files, checkpoints, metrics, RNG state, devices."""
