@@ -1,0 +1,1 @@
+"""Search spaces: supernets with shared weights, grammars (NSC), and benchmark tables."""
