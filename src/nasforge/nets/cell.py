@@ -1,0 +1,112 @@
+"""A discrete cell built from a ``cell`` architecture (DARTS ``cnn/model.py`` ``Cell``).
+
+Liu et al., "DARTS" (ICLR 2019) §2.1 and quark0/darts@f276dd3 ``cnn/model.py``:
+
+- the two cell inputs are the outputs of cells k-2 and k-1, preprocessed to ``C`` channels:
+  ``preprocess0`` is a :class:`~nasforge.ops.FactorizedReduce` when cell k-1 was a
+  reduction cell (so both inputs have the same resolution), else ReLU-Conv1×1-BN;
+  ``preprocess1`` is ReLU-Conv1×1-BN;
+- an op reading input 0 or 1 of a reduction cell has stride 2, every other op stride 1;
+- an intermediate node is the SUM of all its edges (DARTS has two per node; SNAS
+  ``model_edge_all.py`` sums all edges listed, up to ``inputs + j`` per node); ``none``
+  edges contribute zero and are not built (a node whose edges are all ``none`` is zero);
+- the cell output is the channel concatenation of the ``concat`` nodes;
+- in training, drop path (Zoph et al. 2018, DARTS ``utils.drop_path``) zeroes each
+  non-identity edge's output per sample with probability ``drop_prob`` and rescales by
+  ``1/(1-drop_prob)``.
+
+One-input cells (NAS-Bench-201, ``inputs=1``) have no ``preprocess0``; ``preprocess1`` is
+built only when the channel count changes (NAS-Bench-201 cells map C to C unchanged).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from nasforge.arch.cell import CellGenotype
+from nasforge.ops import FactorizedReduce, ReLUConvBN, make_op
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Zero whole samples with probability ``drop_prob``, scale the rest by ``1/keep``."""
+    if drop_prob <= 0.0:
+        return x
+    keep = 1.0 - drop_prob
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x * mask / keep
+
+
+class Cell(nn.Module):
+    """Discrete cell: ``forward(s0, s1, drop_prob)`` (``s0`` ignored for one-input cells)."""
+
+    def __init__(
+        self,
+        genotype: CellGenotype,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        *,
+        reduction: bool,
+        reduction_prev: bool,
+        inputs: int = 2,
+        op_set: str = "darts",
+    ):
+        super().__init__()
+        self.reduction = reduction
+        self.inputs = inputs
+        if inputs == 2:
+            self.preprocess0: nn.Module = (
+                FactorizedReduce(C_prev_prev, C) if reduction_prev else ReLUConvBN(C_prev_prev, C, 1, 1, 0)
+            )
+            self.preprocess1: nn.Module = ReLUConvBN(C_prev, C, 1, 1, 0)
+        else:
+            self.preprocess0 = nn.Identity()
+            self.preprocess1 = nn.Identity() if C_prev == C else ReLUConvBN(C_prev, C, 1, 1, 0)
+        self.concat = list(genotype.concat)
+        self.multiplier = len(self.concat)
+        self.ops = nn.ModuleList()
+        #: per node: list of (index into self.ops, input node)
+        self.plan: list[list[tuple[int, int]]] = []
+        for node in genotype.nodes:
+            edges = [(op, i) for op, i in node if op != "none"] or [node[0]]  # all-none node: keep one zero op
+            plan = []
+            for op_name, inp in edges:
+                stride = 2 if reduction and inp < inputs else 1
+                plan.append((len(self.ops), inp))
+                self.ops.append(make_op(op_name, C, C, stride, affine=True, op_set=op_set))
+            self.plan.append(plan)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        if self.inputs == 2:
+            states = [self.preprocess0(s0), self.preprocess1(s1)]
+        else:
+            states = [self.preprocess1(s1)]
+        for plan in self.plan:
+            total = None
+            for k, inp in plan:
+                op = self.ops[k]
+                h = op(states[inp])
+                if self.training and drop_prob > 0.0 and not isinstance(op, nn.Identity):
+                    h = drop_path(h, drop_prob)
+                total = h if total is None else total + h
+            states.append(total)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class ResNetReduction(nn.Module):
+    """NAS-Bench-201's fixed reduction block (``ResNetBasicblock`` stride 2), for one-input
+    cell architectures without a ``reduce`` cell: ReLU-Conv3×3(s2)-BN, ReLU-Conv3×3-BN,
+    plus a shortcut AvgPool(2)-Conv1×1."""
+
+    def __init__(self, C_in: int, C_out: int):
+        super().__init__()
+        self.conv_a = ReLUConvBN(C_in, C_out, 3, 2, 1)
+        self.conv_b = ReLUConvBN(C_out, C_out, 3, 1, 1)
+        self.shortcut = nn.Sequential(
+            nn.AvgPool2d(2, stride=2, padding=0, ceil_mode=True), nn.Conv2d(C_in, C_out, 1, bias=False)
+        )
+        self.multiplier = 1
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        return self.conv_b(self.conv_a(s1)) + self.shortcut(s1)
