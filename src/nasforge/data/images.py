@@ -1,0 +1,199 @@
+"""Image classification data sets: scikit-learn digits, Fashion-MNIST, CIFAR-10.
+
+``load_image_dataset(name, data_dir=None, *, seed=0, valid_fraction=0.0, limit=None)``
+returns an :class:`ImageDataset` whose splits are normalised float32 tensors in memory.
+
+* ``digits`` — scikit-learn's ``load_digits`` (1,797 8 x 8 gray images, values 0..16,
+  scaled by 1/16), embedded, no files needed. Fixed train/test split: a permutation of
+  the 1,797 images by ``numpy.random.RandomState(0)``; its first 360 are the test set,
+  the other 1,437 the train set (80/20, in the order scikit-learn's
+  ``train_test_split(x, y, test_size=0.2, random_state=0)`` returns them). It does not depend on ``seed``. Mean/std are computed from those 1,437 images.
+* ``fashion-mnist`` — the four IDX files (``train-images-idx3-ubyte`` etc., optionally
+  ``.gz``), 60,000/10,000 28 x 28 gray images; mean/std 0.2860/0.3530 (of the train set).
+* ``cifar10`` — the official python pickle batches (``data_batch_*``, ``test_batch``,
+  ``batches.meta``), 32 x 32 RGB; mean/std of the train set as in the DARTS code
+  (0.4914, 0.4822, 0.4465)/(0.2470, 0.2435, 0.2616).
+
+``limit`` keeps the first ``limit`` images of the train and of the test split (in file
+order; for digits, in the fixed permutation) — the validation split, when asked for, is
+then taken from the capped train split by :func:`~nasforge.data.split` with ``seed``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from nasforge.data import cifar, idx
+from nasforge.data.paths import resolve_data_dir
+from nasforge.data.tensors import TensorPair, split
+from nasforge.errors import DataError
+
+CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
+FASHION_MEAN = (0.2860,)
+FASHION_STD = (0.3530,)
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+DIGITS_TEST = 360
+
+
+@dataclass
+class ImageDataset:
+    """Normalised splits of an image classification set and what a network needs to know."""
+
+    name: str
+    train: TensorPair
+    valid: TensorPair | None
+    test: TensorPair
+    num_classes: int
+    channels: int
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: list[str] = field(default_factory=list)
+    data_dir: str | None = None
+
+    def summary(self) -> str:
+        v = f", valid {len(self.valid)}" if self.valid is not None else ""
+        return (
+            f"{self.name}: train {len(self.train)}{v}, test {len(self.test)}; "
+            f"{self.channels}x{self.size}x{self.size}, {self.num_classes} classes"
+        )
+
+
+def _normalise(raw: np.ndarray, scale: float, mean, std) -> torch.Tensor:
+    """uint8/float ``(N, C, H, W)`` -> float32 ``(raw * scale - mean) / std`` per channel."""
+    x = torch.from_numpy(np.asarray(raw, dtype=np.float32).copy() if raw.dtype == np.float32 else raw.astype(np.float32)).mul_(scale)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def _labels(y: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+
+
+def _load_digits(data_dir, limit):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.images.astype(np.float32)[:, None] / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    y = d.target.astype(np.int64)
+    perm = np.random.RandomState(0).permutation(len(y))
+    te, tr = perm[:DIGITS_TEST], perm[DIGITS_TEST:]
+    mean, std = (float(x[tr].mean()),), (float(x[tr].std()),)
+    tr, te = tr[:limit], te[:limit]
+    names = [str(int(t)) for t in d.target_names]
+    return x[tr], y[tr], x[te], y[te], names, mean, std, 1.0, None
+
+
+def _fashion_ok(folder: Path) -> bool:
+    return all(idx.find_idx_file(folder, stem) for stem in FASHION_FILES.values())
+
+
+def _load_fashion(data_dir, limit):
+    folder = resolve_data_dir(
+        "fashion-mnist",
+        ["fashion-mnist", "fashion_mnist", "FashionMNIST/raw"],
+        _fashion_ok,
+        data_dir,
+        hint="it needs train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+        "t10k-labels-idx1-ubyte[.gz] (e.g. from github.com/zalandoresearch/fashion-mnist or Debian's dataset-fashion-mnist)",
+        extra=["/usr/share/datasets/fashion-mnist"],
+    )
+    f = {k: idx.find_idx_file(folder, stem) for k, stem in FASHION_FILES.items()}
+    arrays = {}
+    for split_name in ("train", "test"):
+        xi = idx.read_idx(f[f"{split_name}_images"], idx.IMAGES_MAGIC, limit)
+        yi = idx.read_idx(f[f"{split_name}_labels"], idx.LABELS_MAGIC, limit)
+        if xi.ndim != 3 or xi.shape[1:] != (28, 28):
+            raise DataError(f"{f[split_name + '_images']} holds images of shape {xi.shape[1:]}, expected 28x28")
+        if len(xi) != len(yi):
+            raise DataError(f"fashion-mnist {split_name}: {len(xi)} images but {len(yi)} labels")
+        if len(yi) and yi.max() > 9:
+            raise DataError(f"{f[split_name + '_labels']} has label {yi.max()}, expected 0..9")
+        arrays[split_name] = (xi[:, None], yi)
+    (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
+    return xtr, ytr, xte, yte, list(FASHION_CLASSES), FASHION_MEAN, FASHION_STD, 1.0 / 255.0, folder
+
+
+def _load_cifar10(data_dir, limit):
+    folder = resolve_data_dir(
+        "cifar10",
+        ["cifar10", cifar.BATCH_FOLDER, "cifar-10-subset", f"cifar10/{cifar.BATCH_FOLDER}"],
+        cifar.is_batch_folder,
+        data_dir,
+        hint="it needs data_batch_1..5 and test_batch of the python version; get them with `nasforge data download cifar10`",
+    )
+    xtr, ytr, xte, yte, names = cifar.read_cifar10(folder, limit)
+    return xtr, ytr, xte, yte, names, CIFAR10_MEAN, CIFAR10_STD, 1.0 / 255.0, folder
+
+
+#: name -> loader returning (x_train, y_train, x_test, y_test, class_names, mean, std, scale, folder)
+LOADERS: dict[str, Callable] = {
+    "digits": _load_digits,
+    "fashion-mnist": _load_fashion,
+    "cifar10": _load_cifar10,
+}
+ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar": "cifar10"}
+IMAGE_DATASETS = tuple(LOADERS)
+
+
+def load_image_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    seed: int = 0,
+    valid_fraction: float = 0.0,
+    limit: int | None = None,
+) -> ImageDataset:
+    """Load an image set by name (see the module docstring) into normalised tensors.
+
+    Args:
+        name: ``digits``, ``fashion-mnist`` or ``cifar10``.
+        data_dir: folder with the files (or one holding the usual sub-folder); default
+            ``$NASFORGE_DATA/<folder>`` then ``~/.nasforge/data/<folder>``.
+        seed: seed of the train/valid split.
+        valid_fraction: fraction of the training images held out as ``valid``
+            (0 = no validation split, ``valid`` is ``None``).
+        limit: keep at most this many images per split (quick runs).
+    """
+    key = ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    if key not in LOADERS:
+        raise DataError(f"unknown image dataset {name!r} (choose from {', '.join(IMAGE_DATASETS)})")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise DataError(f"limit must be a positive integer, got {limit!r}")
+    if not 0.0 <= valid_fraction < 1.0:
+        raise DataError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    xtr, ytr, xte, yte, names, mean, std, scale, folder = LOADERS[key](data_dir, limit)
+    train = TensorPair(_normalise(xtr, scale, mean, std), _labels(ytr))
+    test = TensorPair(_normalise(xte, scale, mean, std), _labels(yte))
+    valid = None
+    if valid_fraction > 0.0:
+        train, valid = split(train, valid_fraction, seed)
+        if len(train) == 0 or len(valid) == 0:
+            raise DataError(f"valid_fraction={valid_fraction} leaves an empty split of {len(train) + len(valid)} images")
+    return ImageDataset(
+        name=key,
+        train=train,
+        valid=valid,
+        test=test,
+        num_classes=len(names),
+        channels=int(train.x.shape[1]),
+        size=int(train.x.shape[2]),
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        class_names=names,
+        data_dir=None if folder is None else str(folder),
+    )
