@@ -21,6 +21,7 @@ then taken from the capped train split by :func:`~nasforge.data.split` with ``se
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,17 +85,36 @@ def _labels(y: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
 
 
-def _load_digits(data_dir, limit):
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (1797, 64) float and (1797,) int arrays.
+
+    Reads ``sklearn/datasets/data/digits.csv.gz`` directly (what ``load_digits`` reads)
+    because importing ``sklearn.datasets`` takes seconds; falls back to ``load_digits``.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is not None and spec.origin:
+        p = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+        if p.is_file():
+            try:
+                a = np.loadtxt(p, delimiter=",")
+                if a.shape == (1797, 65):
+                    return a[:, :-1], a[:, -1].astype(np.int64)
+            except ValueError:
+                pass
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = d.images.astype(np.float32)[:, None] / 16.0  # (1797, 1, 8, 8) in [0, 1]
-    y = d.target.astype(np.int64)
+    return d.data, d.target.astype(np.int64)
+
+
+def _load_digits(data_dir, limit):
+    flat, y = _digits_arrays()
+    x = flat.astype(np.float32).reshape(-1, 1, 8, 8) / 16.0  # (1797, 1, 8, 8) in [0, 1]
     perm = np.random.RandomState(0).permutation(len(y))
     te, tr = perm[:DIGITS_TEST], perm[DIGITS_TEST:]
     mean, std = (float(x[tr].mean()),), (float(x[tr].std()),)
     tr, te = tr[:limit], te[:limit]
-    names = [str(int(t)) for t in d.target_names]
+    names = [str(i) for i in range(10)]
     return x[tr], y[tr], x[te], y[te], names, mean, std, 1.0, None
 
 
@@ -105,7 +125,7 @@ def _fashion_ok(folder: Path) -> bool:
 def _load_fashion(data_dir, limit):
     folder = resolve_data_dir(
         "fashion-mnist",
-        ["fashion-mnist", "fashion_mnist", "FashionMNIST/raw"],
+        ["fashion-mnist"],
         _fashion_ok,
         data_dir,
         hint="it needs train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
