@@ -30,6 +30,7 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes in protocol-2 pickles
 }
 
 
@@ -113,3 +114,19 @@ def read_cifar10(folder: Path, limit: int | None = None) -> tuple[np.ndarray, np
         raise DataError(f"no data_batch_* files in {folder}")
     xt, yt = read_batch(folder / "test_batch", limit)
     return np.concatenate(xs), np.concatenate(ys), xt, yt, read_class_names(folder)
+
+
+def write_batch(path: str | Path, x: np.ndarray, y, batch_label: str = "nasforge batch") -> None:
+    """Write images ``(N, 3, 32, 32)`` (or ``(N, 3072)``) uint8 and labels as a batch file.
+
+    The same dict layout as the official files (protocol 2), for making small test sets.
+    """
+    x = np.ascontiguousarray(x, dtype=np.uint8).reshape(len(x), 3072)
+    d = {b"batch_label": batch_label.encode(), b"labels": [int(v) for v in y], b"data": x}
+    Path(path).write_bytes(pickle.dumps(d, protocol=2))
+
+
+def write_meta(path: str | Path, names: list[str] | None = None) -> None:
+    """Write a ``batches.meta`` with ``label_names`` (default: the official ten)."""
+    d = {b"num_cases_per_batch": 10000, b"label_names": [n.encode() for n in (names or CLASS_NAMES)], b"num_vis": 3072}
+    Path(path).write_bytes(pickle.dumps(d, protocol=2))

@@ -61,3 +61,12 @@ def read_idx(path: Path, expect_magic: int, limit: int | None = None) -> np.ndar
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"cannot read {path}: {e}") from None
     return np.frombuffer(buf, dtype=np.uint8).reshape([n] + dims[1:])
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file (gzip-compressed if ``path`` ends in ``.gz``)."""
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    head = bytes([0, 0, 0x08, a.ndim]) + struct.pack(">" + "I" * a.ndim, *a.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(head + a.tobytes())
