@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--root", default=None, help="folder to put cifar-10-batches-py/ in (default ~/.nasforge/data/cifar10)")
     d.add_argument("--url", default=None, help="tarball URL (default: the official one)")
     d.add_argument("--md5", default=None, help="expected MD5 of the tarball (default: the official one)")
-    d.add_argument("--force", action="store_true", help="download and extract again even if the files are there")
+    d.add_argument("--force", action="store_true", help="extract again even if the folder is there (a verified tarball in ROOT is reused)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=run_download)
 

@@ -45,6 +45,8 @@ def _fetch(url: str, dest_dir: Path, progress: bool, timeout: float) -> tuple[Pa
         with os.fdopen(fd, "wb") as out:
             try:
                 resp = urllib.request.urlopen(url, timeout=timeout)
+            except urllib.error.HTTPError as e:
+                raise DataError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
             except (urllib.error.URLError, OSError, ValueError) as e:
                 reason = getattr(e, "reason", None) or e
                 raise DataError(f"cannot download {url}: {reason}") from None
@@ -109,8 +111,8 @@ def download_cifar10(
 ) -> Path:
     """Fetch CIFAR-10 into ``root/cifar-10-batches-py`` and return that folder.
 
-    An existing complete folder is kept unless ``force``; a tarball already in ``root``
-    whose MD5 matches is reused instead of downloaded again. ``md5=None`` skips the check
+    An existing complete folder is kept unless ``force`` (extract again); a tarball
+    already in ``root`` whose MD5 matches is reused instead of downloaded again. ``md5=None`` skips the check
     (not recommended).
     """
     root = Path(os.path.expanduser(str(root)))
@@ -119,9 +121,7 @@ def download_cifar10(
         return target
     root.mkdir(parents=True, exist_ok=True)
     tarball = root / TARBALL
-    if tarball.is_file() and md5 is not None and md5sum(tarball) == md5.lower() and not force:
-        pass
-    else:
+    if not (tarball.is_file() and md5 is not None and md5sum(tarball) == md5.lower()):
         tmp, got = _fetch(url, root, progress, timeout)
         if md5 is not None and got != md5.lower():
             tmp.unlink(missing_ok=True)
