@@ -148,3 +148,14 @@ def test_batch_loader_reproducible_from_generator_and_augments():
     assert all(torch.equal(p, q) for p, q in zip(second, again))
     with pytest.raises(DataError):
         BatchLoader(pair, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batch_loader_cuda_pinned_same_as_cpu():
+    pair = TensorPair(_batch(40, h=8, w=8), torch.arange(40))
+    aug = Augment(crop_padding=2, cutout=3)
+    cpu = list(BatchLoader(pair, 16, generator=torch.Generator().manual_seed(0), augment=aug))
+    gpu = list(BatchLoader(pair, 16, generator=torch.Generator().manual_seed(0), augment=aug, device="cuda", pin_memory=True))
+    for (xc, yc), (xg, yg) in zip(cpu, gpu):
+        assert xg.is_cuda and yg.is_cuda
+        assert torch.equal(xc, xg.cpu()) and torch.equal(yc, yg.cpu())

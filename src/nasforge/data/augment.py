@@ -82,18 +82,18 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
     """
     n, c, h, w = x.shape
     p = padding
-    xp = F.pad(x, (p, p, p, p))
-    if not (isinstance(fill, (int, float)) and float(fill) == 0.0):
-        inside = torch.zeros((1, 1, h + 2 * p, w + 2 * p), dtype=torch.bool, device=x.device)
-        inside[..., p : p + h, p : p + w] = True
-        xp = torch.where(inside, xp, _fill_tensor(x, fill))
+    hp, wp = h + 2 * p, w + 2 * p
+    if isinstance(fill, (int, float)) and float(fill) == 0.0:
+        xp = F.pad(x, (p, p, p, p))
+    else:  # pad with a per-channel value: shift it to 0, pad, shift back
+        f = _fill_tensor(x, fill)
+        xp = F.pad(x - f, (p, p, p, p)) + f
     oy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
     ox = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-    rows = oy[:, None] + torch.arange(h, device=x.device)[None, :]  # (N, H)
-    cols = ox[:, None] + torch.arange(w, device=x.device)[None, :]  # (N, W)
-    ni = torch.arange(n, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return xp[ni, ci, rows[:, None, :, None], cols[:, None, None, :]]
+    # one flat gather: pixel (i, j) of image k comes from (i + oy[k], j + ox[k]) of the padded image
+    window = (torch.arange(h, device=x.device)[:, None] * wp + torch.arange(w, device=x.device)[None, :]).view(1, 1, h * w)
+    index = (window + (oy * wp + ox).view(n, 1, 1)).expand(n, c, h * w)
+    return torch.gather(xp.reshape(n, c, hp * wp), 2, index).view(n, c, h, w)
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
