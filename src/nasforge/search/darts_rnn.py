@@ -1,0 +1,450 @@
+"""DARTS recurrent-cell search for language modelling (Liu et al., ICLR 2019, §2.3, §3.1.2, App. A.1.2).
+
+The relaxed cell is :class:`nasforge.spaces.rnn_supernet.MixedRecurrentCell` (8 nodes,
+ops ``none, tanh, relu, sigmoid, identity``); this module owns its architecture
+parameters ``α`` (36 edges × 5 ops, initialised ``1e-3·randn`` as in the code; the paper
+says zeros) and runs the bilevel optimisation of ``rnn/train_search.py``. Each step:
+
+1. architecture step on a batch of the **validation** split (the code batchifies PTB
+   valid with the training batch size and walks it in step with training): first order
+   ``∇_α L_val(w, α)``, or second order ``∇_α L_val(w - ξ∇_w L_train(w, α), α)`` with
+   the finite-difference Hessian-vector product (§2.3, ``--order 2``); Adam, lr 3e-3,
+   betas (0.9, 0.999), wd 1e-3;
+2. weight step on a batch of the **training** split: SGD lr 20 (scaled by ``seq_len /
+   bptt``), wd 5e-7, gradient clipping 0.25, plus the code's temporal activation
+   regulariser ``beta = 1e-3`` (``alpha = 0``: no AR).
+
+The sequence length is ``bptt`` = 35, halved with probability 0.05 (the code). Defaults
+from the paper (App. A.1.2) and ``rnn/train_search.py``: ``emsize = nhid = 300``, batch 256
+(evaluation batch 10), 50 epochs, dropouts: output 0.75, hidden 0.25, input ``x`` 0.75,
+embedding 0.2, word 0 (the paper lists "0.2 emb, 0.75 input, 0.25 hidden, 0.75 output"),
+BatchNorm in the nodes during search only.
+
+After each epoch the cell is derived (``derive_recurrent``: per node the strongest
+non-``none`` op over its inputs, top-1) and written with the epoch's losses,
+``softmax(α)`` and its entropy to ``metrics.jsonl``; a checkpoint lets ``--resume``
+continue exactly. The final ``arch.json`` is a ``recurrent`` architecture that
+``nasforge train`` trains with :class:`nasforge.nets.RNNModel`.
+
+Differences from the official code: in the second-order step every evaluation of the
+training/validation loss in one architecture step reuses the same dropout masks (the
+code draws new ones for each of its four forward passes); the code's
+``--small_batch_size`` gradient accumulation is not needed and not offered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from nasforge.arch import RecurrentArch, save_arch
+from nasforge.config import resolve, to_dict, write_config
+from nasforge.errors import CheckpointError, ConfigError, DataError, TrainingError
+from nasforge.spaces.rnn_supernet import RNN_PRIMITIVES, RNNSupernet, derive_recurrent, num_edges
+from nasforge.utils.device import resolve_device
+from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
+from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
+
+CHECKPOINT_FORMAT = "nasforge.darts_rnn"
+IMAGE_DATASETS = ("digits", "fashion-mnist", "cifar10")
+
+
+@dataclass
+class DartsRNNConfig:
+    """DARTS RNN search settings; defaults from the paper (App. A.1.2) and ``rnn/train_search.py``."""
+
+    data: str = "ptb"  # corpus name or folder with train/valid/test.txt
+    data_dir: Optional[str] = None
+    emsize: int = 300
+    nhid: int = 300
+    steps: int = 8  # intermediate nodes (code STEPS; the paper's figure counts 12 nodes in all)
+    epochs: int = 50
+    batch_size: int = 256
+    eval_batch_size: int = 10
+    bptt: int = 35
+    half_bptt_prob: float = 0.05  # code: seq_len = bptt/2 with probability 0.05
+    lr: float = 20.0
+    wdecay: float = 5e-7
+    clip: float = 0.25
+    dropout: float = 0.75  # cell output (locked)
+    dropouth: float = 0.25  # states fed to W_i (per sequence)
+    dropoutx: float = 0.75  # x_t fed to W0 (per sequence)
+    dropouti: float = 0.2  # embedding output (locked)
+    dropoute: float = 0.0  # whole words of the embedding
+    ar_alpha: float = 0.0  # code --alpha: activation regularisation
+    tar_beta: float = 1e-3  # code --beta: temporal activation regularisation
+    arch_lr: float = 3e-3
+    arch_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    arch_wdecay: float = 1e-3
+    alpha_init_std: float = 1e-3
+    order: int = 1  # 1: first order; 2: unrolled second order (§2.3)
+    max_steps: Optional[int] = None  # training steps per epoch (None: the whole training split)
+    eval_max_batches: Optional[int] = None  # validation batches per epoch (None: the whole split)
+    seed: int = 2  # the code's default seed
+    device: str = "auto"
+    deterministic: bool = False
+
+    def validate(self) -> None:
+        if self.data in IMAGE_DATASETS:
+            raise ConfigError(f"--space rnn needs a word corpus (ptb or a folder with train/valid/test.txt), got the image set {self.data!r}")
+        for key in ("emsize", "nhid", "steps", "epochs", "batch_size", "eval_batch_size", "bptt"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
+        if self.emsize != self.nhid:
+            raise ConfigError(f"emsize ({self.emsize}) must equal nhid ({self.nhid}): DARTS ties the embedding and the decoder")
+        for key in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute", "half_bptt_prob"):
+            v = getattr(self, key)
+            if not 0.0 <= v < 1.0:
+                raise ConfigError(f"config key {key!r} must be in [0, 1), got {v}")
+        if self.order not in (1, 2):
+            raise ConfigError(f"order must be 1 or 2, got {self.order}")
+        if len(self.arch_betas) != 2:
+            raise ConfigError(f"arch_betas must hold two numbers, got {self.arch_betas}")
+        for key in ("max_steps", "eval_max_batches"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise ConfigError(f"config key {key!r} must be >= 1 (or unset), got {v}")
+        for key in ("lr", "clip", "arch_lr"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
+
+
+def _detach(h: torch.Tensor) -> torch.Tensor:
+    return h.detach()
+
+
+def _nll(log_prob: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.nll_loss(log_prob.reshape(-1, log_prob.size(-1)), targets.reshape(-1))
+
+
+def alpha_entropy(alpha: torch.Tensor) -> float:
+    """Mean over edges of the entropy (nats) of ``softmax(α)``; ``log 5`` ≈ 1.609 at uniform."""
+    logp = F.log_softmax(alpha.detach().double(), dim=-1)
+    return float(-(logp.exp() * logp).sum(-1).mean())
+
+
+class DartsRNNSearch:
+    """Bilevel DARTS search of the recurrent cell; ``run()`` returns ``(arch, history)``."""
+
+    def __init__(self, cfg: DartsRNNConfig, corpus: Any, device: torch.device | str = "cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.ntoken = len(corpus.dictionary)
+        from nasforge.data import batchify
+
+        try:
+            self.train_data = batchify(corpus.train, cfg.batch_size, self.device)
+            self.search_data = batchify(corpus.valid, cfg.batch_size, self.device)
+            self.val_data = batchify(corpus.valid, cfg.eval_batch_size, self.device)
+        except DataError as e:
+            raise DataError(f"corpus {getattr(corpus, 'name', '')!r} is too small for batch size {cfg.batch_size}: {e}") from None
+        self.model = RNNSupernet(
+            self.ntoken,
+            cfg.emsize,
+            cfg.nhid,
+            cfg.dropout,
+            cfg.dropouth,
+            cfg.dropoutx,
+            cfg.dropouti,
+            cfg.dropoute,
+            steps=cfg.steps,
+        ).to(self.device)
+        self.alpha = (cfg.alpha_init_std * torch.randn(num_edges(cfg.steps), len(RNN_PRIMITIVES))).to(self.device).requires_grad_(True)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wdecay)
+        self.arch_optimizer = torch.optim.Adam([self.alpha], lr=cfg.arch_lr, betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_wdecay)
+        self.architect = None
+        if cfg.order == 2:
+            self.architect = self._make_architect()
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ architecture
+    def op_weights(self) -> torch.Tensor:
+        return F.softmax(self.alpha, dim=-1)
+
+    def derive(self) -> RecurrentArch:
+        arch = derive_recurrent(self.op_weights(), self.cfg.steps, RNN_PRIMITIVES, name="darts-rnn-search")
+        arch.meta = {"method": "darts", "space": "rnn", "order": self.cfg.order, "data": self.cfg.data, "epoch": self.epoch}
+        return arch
+
+    def _make_architect(self):
+        try:
+            from nasforge.search.architect import Architect  # noqa: F401
+        except ModuleNotFoundError as e:
+            if e.name != "nasforge.search.architect":
+                raise
+            raise ConfigError("--order 2 needs nasforge.search.architect, which this build lacks") from None
+        return _SecondOrder(self)
+
+    def arch_step(self, hidden_valid, data_valid, targets_valid, hidden_train, data, targets) -> torch.Tensor:
+        """One Adam step on α from the validation batch; returns the next validation hidden state."""
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        if self.architect is None:
+            log_prob, hidden_next = self.model(data_valid, hidden_valid, self.op_weights())
+            loss = _nll(log_prob, targets_valid)
+            (grad,) = torch.autograd.grad(loss, [self.alpha])
+            self.alpha.grad = grad
+        else:
+            hidden_next = self.architect.step(hidden_valid, data_valid, targets_valid, hidden_train, data, targets)
+        self.arch_optimizer.step()
+        return hidden_next.detach()
+
+    # ------------------------------------------------------------------ weights
+    def train_epoch(self, epoch: int, progress: bool = True) -> dict:
+        """One pass over the training split (``train()`` of ``rnn/train_search.py``)."""
+        from nasforge.data import get_batch
+
+        cfg, model = self.cfg, self.model
+        hidden = model.init_hidden(cfg.batch_size)
+        hidden_valid = model.init_hidden(cfg.batch_size)
+        n_rows = self.train_data.size(0)
+        total = max(1, (n_rows - 2) // cfg.bptt + 1)
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        bar = tqdm(total=total, desc=f"darts-rnn epoch {epoch}", disable=not progress, leave=False, dynamic_ncols=True)
+        loss_sum, tokens, batch, i = 0.0, 0, 0, 0
+        try:
+            while i < n_rows - 1 - 1:
+                if cfg.max_steps is not None and batch >= cfg.max_steps:
+                    break
+                bptt = cfg.bptt if float(torch.rand(())) >= cfg.half_bptt_prob else cfg.bptt / 2.0
+                seq_len = max(1, int(bptt))
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.param_groups[0]["lr"] = lr * seq_len / cfg.bptt
+                model.train()
+                data_valid, targets_valid = get_batch(self.search_data, i % (self.search_data.size(0) - 1), cfg.bptt)
+                data, targets = get_batch(self.train_data, i, cfg.bptt, seq_len=seq_len)
+                hidden, hidden_valid = _detach(hidden), _detach(hidden_valid)
+
+                hidden_valid = self.arch_step(hidden_valid, data_valid, targets_valid, hidden, data, targets)
+
+                self.optimizer.zero_grad(set_to_none=True)
+                log_prob, hidden, raw_out, dropped_out = model(data, hidden, self.op_weights().detach(), return_h=True)
+                raw_loss = _nll(log_prob, targets)
+                loss = raw_loss
+                if cfg.ar_alpha > 0:
+                    loss = loss + cfg.ar_alpha * dropped_out.pow(2).mean()
+                if cfg.tar_beta > 0:
+                    loss = loss + cfg.tar_beta * (raw_out[1:] - raw_out[:-1]).pow(2).mean()
+                value = float(raw_loss)
+                if not math.isfinite(value):
+                    raise TrainingError(f"DARTS RNN search diverged: training loss is {value} at epoch {epoch}, step {batch + 1} (try a lower lr or clip)")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                self.optimizer.step()
+                self.optimizer.param_groups[0]["lr"] = lr
+
+                n = targets.numel()
+                loss_sum += value * n
+                tokens += n
+                batch += 1
+                i += seq_len
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+        finally:
+            bar.close()
+        train_loss = loss_sum / max(tokens, 1)
+        return {"train_loss": train_loss, "train_ppl": _ppl(train_loss), "steps": batch, "train_tokens": tokens}
+
+    @torch.no_grad()
+    def evaluate(self, source: torch.Tensor | None = None, batch_size: int | None = None, max_batches: int | None = None) -> float:
+        """Mean per-token NLL on ``source`` (default: the validation split at the eval batch size)."""
+        from nasforge.data import get_batch
+
+        source = self.val_data if source is None else source
+        batch_size = self.cfg.eval_batch_size if batch_size is None else batch_size
+        max_batches = self.cfg.eval_max_batches if max_batches is None else max_batches
+        self.model.eval()
+        weights = self.op_weights()
+        hidden = self.model.init_hidden(batch_size)
+        total, rows = 0.0, 0
+        for b, i in enumerate(range(0, source.size(0) - 1, self.cfg.bptt)):
+            if max_batches is not None and b >= max_batches:
+                break
+            data, targets = get_batch(source, i, self.cfg.bptt)
+            log_prob, hidden = self.model(data, hidden, weights)
+            total += float(_nll(log_prob, targets)) * len(data)
+            rows += len(data)
+        return total / max(rows, 1)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "config": to_dict(self.cfg),
+            "ntoken": self.ntoken,
+            "model": self.model.state_dict(),
+            "alpha": self.alpha.detach().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+            "history": self.history,
+            "rng": get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError("checkpoint is not a DARTS RNN search checkpoint")
+        if state.get("ntoken") != self.ntoken:
+            raise CheckpointError(f"checkpoint has a vocabulary of {state.get('ntoken')} words, the corpus {self.ntoken}: not the same data")
+        alpha = state["alpha"]
+        if tuple(alpha.shape) != tuple(self.alpha.shape):
+            raise CheckpointError(f"checkpoint α has shape {tuple(alpha.shape)}, this search {tuple(self.alpha.shape)} (different steps)")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint weights do not fit this search (different emsize/nhid?): {str(e).splitlines()[0][:160]}") from None
+        with torch.no_grad():
+            self.alpha.copy_(alpha.to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.arch_optimizer.load_state_dict(state["arch_optimizer"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state.get("history", []))
+        set_rng_state(state["rng"])
+
+    # ------------------------------------------------------------------ main loop
+    def epoch_record(self, epoch: int, train: dict, valid_loss: float, seconds: float) -> dict:
+        arch = self.derive()
+        probs = self.op_weights().detach().cpu()
+        return {
+            "epoch": epoch,
+            "train_loss": train["train_loss"],
+            "train_ppl": train["train_ppl"],
+            "valid_loss": valid_loss,
+            "valid_ppl": _ppl(valid_loss),
+            "steps": train["steps"],
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "arch": arch.to_dict(),
+            "alpha_softmax": probs.tolist(),
+            "primitives": list(RNN_PRIMITIVES),
+            "alpha_entropy": alpha_entropy(self.alpha),
+            "seconds": seconds,
+        }
+
+    def run(self, run_dir: str | Path | None = None, progress: bool = True, resume: bool = False,
+            on_epoch: Optional[Callable[[dict], None]] = None) -> tuple[RecurrentArch, list[dict]]:
+        """Search for ``cfg.epochs`` epochs (from the checkpoint's epoch on resume)."""
+        metrics = ckpt = None
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt = run_dir / "checkpoint.pt"
+            metrics = MetricsWriter(run_dir / "metrics.jsonl")
+            if resume:
+                self.load_state_dict(load_checkpoint(ckpt, map_location=self.device))
+                metrics.truncate_after(self.epoch)
+            elif ckpt.exists():
+                raise ConfigError(f"{run_dir} already holds a search checkpoint: pass --resume to continue it or choose another --out")
+            elif metrics.path.exists():
+                metrics.path.unlink()
+            write_config(self.cfg, run_dir / "config.yaml")
+        for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
+            start = time.perf_counter()
+            train = self.train_epoch(epoch, progress)
+            valid_loss = self.evaluate()
+            if not math.isfinite(valid_loss):
+                raise TrainingError(f"DARTS RNN search diverged: validation loss is {valid_loss} after epoch {epoch}")
+            self.epoch = epoch
+            record = self.epoch_record(epoch, train, valid_loss, time.perf_counter() - start)
+            self.history.append(record)
+            if metrics is not None:
+                metrics.write(record)
+                save_checkpoint(self.state_dict(), ckpt)
+            if progress:
+                tqdm.write(f"epoch {epoch}: train ppl {record['train_ppl']:.2f}, valid ppl {record['valid_ppl']:.2f}, entropy {record['alpha_entropy']:.4f}")
+            if on_epoch is not None:
+                on_epoch(record)
+        arch = self.derive()
+        if run_dir is not None:
+            save_arch(arch, run_dir / "arch.json")
+        return arch, self.history
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else float("inf")
+
+
+class _SecondOrder:
+    """Unrolled architecture gradient (§2.3) through :class:`nasforge.search.architect.Architect`."""
+
+    def __init__(self, search: DartsRNNSearch):
+        self.search = search
+
+    def step(self, hidden_valid, data_valid, targets_valid, hidden_train, data, targets) -> torch.Tensor:
+        raise NotImplementedError  # filled in when the shared Architect lands
+
+
+# ---------------------------------------------------------------------- CLI
+#: config key -> attribute of the parsed arguments
+_FLAG_KEYS = {
+    "data_dir": "data_dir",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "seed": "seed",
+    "device": "device",
+    "deterministic": "deterministic",
+    "order": "order",
+    "emsize": "emsize",
+    "nhid": "nhid",
+    "bptt": "bptt",
+    "eval_batch_size": "eval_batch_size",
+    "max_steps": "max_steps",
+    "eval_max_batches": "eval_max_batches",
+}
+
+
+def add_rnn_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the RNN search that ``nasforge search darts`` lacks (others: ``--config``)."""
+    have = set(parser._option_string_actions)  # skip flags another module already added
+
+    def add(flag: str, **kw) -> None:
+        if flag not in have:
+            parser.add_argument(flag, **kw)
+
+    add("--emsize", type=int, default=None, help="rnn space: embedding size (default 300; must equal --nhid)")
+    add("--nhid", type=int, default=None, help="rnn space: hidden size (default 300)")
+    add("--bptt", type=int, default=None, help="rnn space: truncated BPTT length (default 35)")
+    add("--eval-batch-size", type=int, default=None, help="rnn space: validation batch size (default 10)")
+    add("--max-steps", type=int, default=None, help="at most this many training steps per epoch (default: the whole split)")
+    add("--eval-max-batches", type=int, default=None, help="rnn space: at most this many validation batches per epoch")
+
+
+def config_from_args(args: argparse.Namespace) -> DartsRNNConfig:
+    """Defaults < YAML (``--config``, or the run's ``config.yaml`` on ``--resume``) < flags."""
+    overrides: dict[str, Any] = {key: getattr(args, attr, None) for key, attr in _FLAG_KEYS.items()}
+    data = getattr(args, "data", None)
+    if data is not None and data != "digits":  # "digits" is the CLI's image default: not a corpus, so not given
+        overrides["data"] = data
+    yaml_path = getattr(args, "config", None)
+    out = getattr(args, "out", None)
+    if yaml_path is None and getattr(args, "resume", False) and out and (Path(out) / "config.yaml").is_file():
+        yaml_path = Path(out) / "config.yaml"
+    return resolve(DartsRNNConfig, yaml_path, overrides)
+
+
+def run_rnn_search(args: argparse.Namespace) -> int:
+    """``nasforge search darts --space rnn``: search, write ``arch.json`` in ``--out``; returns 0."""
+    from nasforge.data import load_corpus
+
+    cfg = config_from_args(args)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    if cfg.deterministic:
+        set_deterministic(True)
+    corpus = load_corpus(cfg.data, cfg.data_dir)
+    search = DartsRNNSearch(cfg, corpus, device)
+    progress = not getattr(args, "no_progress", False)
+    if progress:
+        tqdm.write(f"DARTS RNN search on {corpus.summary()}; {cfg.epochs} epochs, order {cfg.order}, device {device}")
+    arch, _ = search.run(getattr(args, "out"), progress=progress, resume=bool(getattr(args, "resume", False)))
+    if progress:
+        tqdm.write(f"derived cell: {arch.nodes} -> {Path(getattr(args, 'out')) / 'arch.json'}")
+    return 0
