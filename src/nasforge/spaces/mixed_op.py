@@ -1,0 +1,202 @@
+"""The mixed operation on one edge of a cell supernet (DARTS Sec. 2.2, eq. 2).
+
+``MixedOp`` holds every candidate op of one edge and returns ``Σ_k w_k · op_k(x)`` for
+per-op weights ``w`` (softmax(α) for DARTS, a Gumbel-softmax sample for SNAS), or the
+plain sum of a few chosen ops (a sparse, discrete choice: ENAS micro, a derived child).
+
+Ops come from :func:`nasforge.ops.make_op` (BN without affine during search, DARTS
+``model_search.py``) and, as in DARTS' ``MixedOp``, pooling ops are followed by
+``BatchNorm2d(affine=False)`` when ``pool_bn`` is set. The result is the same function as
+DARTS' ``MixedOp``; the work is organised differently to save time and memory on CPU:
+
+- ``none`` is never computed (it adds zero), nor is any op whose weight is exactly 0;
+- the ReLU that opens most ops (sep/dil conv, ReLU-Conv-BN, factorized reduce) is cut off
+  the op and applied once per node state by the cell (:class:`EdgeInput`), shared by all
+  ops of all edges reading that state;
+- the BN(affine=False) that closes an op is fused with its mixing weight
+  (:class:`_BNMix`): one saved tensor (x̂) instead of BN's input plus the product's input;
+- the weighted outputs are accumulated in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nasforge.ops import FactorizedReduce, make_op
+
+_DIMS = (0, 2, 3)
+
+
+class _BNMix(torch.autograd.Function):
+    """``w · BN_train(z)`` for BN without affine; saves only x̂ and 1/σ.
+
+    Forward also updates the running statistics (unbiased variance, like
+    ``nn.BatchNorm2d``). Backward: with g the output gradient and m the number of
+    elements per channel, ``∂w = Σ g·x̂`` and ``∂z = w/σ · (g − mean(g) − x̂·mean(g·x̂))``.
+    No double backward: the exact-HVP reference in the tests uses ``fused=False``.
+    """
+
+    @staticmethod
+    def forward(ctx, z, w, running_mean, running_var, momentum: float, eps: float):  # type: ignore[override]
+        var, mean = torch.var_mean(z, dim=_DIMS, unbiased=False, keepdim=True)
+        invstd = torch.rsqrt(var + eps)
+        xhat = (z - mean) * invstd
+        if running_mean is not None and momentum > 0.0:
+            m = z.numel() // z.shape[1]
+            running_mean.mul_(1.0 - momentum).add_(mean.reshape(-1), alpha=momentum)
+            running_var.mul_(1.0 - momentum).add_(var.reshape(-1) * (m / max(m - 1, 1)), alpha=momentum)
+        ctx.save_for_backward(xhat, invstd, w)
+        return xhat * w
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        xhat, invstd, w = ctx.saved_tensors
+        g_mean = g.mean(dim=_DIMS, keepdim=True)
+        gx_sum = (g * xhat).sum(dim=_DIMS, keepdim=True)
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = gx_sum.sum().reshape(w.shape)
+        grad_z = None
+        if ctx.needs_input_grad[0]:
+            m = g.numel() // g.shape[1]
+            grad_z = (g - g_mean - xhat * (gx_sum / m)) * (invstd * w)
+        return grad_z, grad_w, None, None, None, None
+
+
+def bn_mix(z: torch.Tensor, w: torch.Tensor | None, bn: nn.BatchNorm2d, fused: bool = True) -> torch.Tensor:
+    """``w · bn(z)`` for a BN without affine, fused in training mode when ``fused``."""
+    if w is None:
+        return bn(z)
+    if bn.training and fused:
+        return _BNMix.apply(z, w, bn.running_mean, bn.running_var, float(bn.momentum or 0.0), bn.eps)
+    return bn(z) * w
+
+
+@dataclass
+class _Split:
+    pre_relu: bool
+    tail_bn: nn.BatchNorm2d | None
+
+
+def _first_leaf(m: nn.Module) -> tuple[nn.Module | None, str | None]:
+    """(parent, name) of the first leaf of nested ``nn.Sequential`` modules."""
+    parent, name = None, None
+    while isinstance(m, nn.Sequential) and len(m) > 0:
+        parent, name = m, "0"
+        m = m[0]
+    return parent, name
+
+
+def _last_leaf(m: nn.Module) -> tuple[nn.Module | None, str | None]:
+    parent, name = None, None
+    while isinstance(m, nn.Sequential) and len(m) > 0:
+        parent, name = m, str(len(m) - 1)
+        m = m[len(m) - 1]
+    return parent, name
+
+
+def split_op(op: nn.Module) -> tuple[nn.Module, _Split]:
+    """Cut the leading ReLU and the trailing BN(affine=False) off ``op`` (in place).
+
+    Returns the op body and what was cut, so that ``tail(body(relu(x) if pre_relu else x))``
+    equals ``op(x)``.
+    """
+    pre_relu, tail = False, None
+    if isinstance(op, FactorizedReduce):
+        op.relu = nn.Identity()
+        pre_relu = True
+        if not op.bn.affine:
+            tail, op.bn = op.bn, nn.Identity()
+        return op, _Split(pre_relu, tail)
+    if isinstance(op, nn.ReLU):  # not produced by the registry, but keep it exact
+        return nn.Identity(), _Split(True, None)
+    parent, name = _first_leaf(op)
+    if parent is not None and isinstance(getattr(parent, name), nn.ReLU):
+        setattr(parent, name, nn.Identity())
+        pre_relu = True
+    parent, name = _last_leaf(op)
+    if parent is not None:
+        last = getattr(parent, name)
+        if isinstance(last, nn.BatchNorm2d) and not last.affine:
+            tail = last
+            setattr(parent, name, nn.Identity())
+    elif isinstance(op, nn.BatchNorm2d) and not op.affine:
+        return nn.Identity(), _Split(False, op)
+    return op, _Split(pre_relu, tail)
+
+
+class EdgeInput:
+    """A node state and its ReLU, computed at most once and shared by every op reading it."""
+
+    __slots__ = ("x", "_relu")
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+        self._relu: torch.Tensor | None = None
+
+    @property
+    def relu(self) -> torch.Tensor:
+        if self._relu is None:
+            self._relu = F.relu(self.x)
+        return self._relu
+
+
+class CandidateOp(nn.Module):
+    """One candidate op, split into (shared ReLU) → body → (fused BN tail)."""
+
+    def __init__(self, name: str, C: int, stride: int, affine: bool, pool_bn: bool, op_set: str):
+        super().__init__()
+        self.name = name
+        op = make_op(name, C, C, stride, affine=affine, op_set=op_set)
+        if pool_bn and "pool" in name:
+            op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+        body, split = split_op(op)
+        self.body = body
+        self.pre_relu = split.pre_relu
+        self.tail = split.tail_bn  # registered as a sub-module when not None
+
+    def forward(self, inp: EdgeInput, w: torch.Tensor | None = None, fused: bool = True) -> torch.Tensor:
+        """``w · op(x)``; ``w=None`` gives ``op(x)`` (which may be ``x`` itself for identity)."""
+        h = self.body(inp.relu if self.pre_relu else inp.x)
+        if self.tail is not None:
+            return bn_mix(h, w, self.tail, fused)
+        return h if w is None else h * w
+
+
+class MixedOp(nn.Module):
+    """All candidate ops of one edge (DARTS ``MixedOp``), ``none`` never computed."""
+
+    def __init__(self, primitives: Sequence[str], C: int, stride: int, affine: bool = False, pool_bn: bool = True, op_set: str = "darts"):
+        super().__init__()
+        self.primitives = tuple(primitives)
+        self.stride = stride
+        self.C = C
+        self.ops = nn.ModuleList(CandidateOp(p, C, stride, affine, pool_bn, op_set) for p in self.primitives)
+        self.none_index = self.primitives.index("none") if "none" in self.primitives else -1
+
+    def forward(
+        self, inp: EdgeInput, w: torch.Tensor | None, active: Sequence[int], fused: bool = True
+    ) -> tuple[torch.Tensor | None, bool]:
+        """Sum of ``w[k] · op_k(x)`` over ``k in active`` (``w=None``: unweighted sum).
+
+        Returns ``(tensor or None when nothing ran, owned)``; ``owned`` is False when the
+        tensor is an input (identity op, unweighted) and must not be modified in place.
+        """
+        out: torch.Tensor | None = None
+        owned = False
+        for k in active:
+            if k == self.none_index:
+                continue
+            y = self.ops[k](inp, None if w is None else w[k], fused)
+            if out is None:
+                out, owned = y, not (y is inp.x or y is inp._relu)
+            elif owned:
+                out.add_(y)
+            else:
+                out, owned = out + y, True
+        return out, owned
