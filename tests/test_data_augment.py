@@ -119,6 +119,9 @@ def test_batch_loader_epoch_covers_everything_once():
     assert len(dl) == 4 and sum(len(y) for _, y in dl) == 20
     ordered = torch.cat([y for _, y in BatchLoader(pair, 4, shuffle=False)])
     assert ordered.tolist() == list(range(23))
+    for x, _ in BatchLoader(pair, 4, shuffle=False):
+        x.zero_()  # e.g. an in-place ReLU on the input must not change the data set
+    assert torch.equal(pair.x.view(-1).long(), pair.y)
 
 
 def test_batch_loader_reproducible_from_generator_and_augments():

@@ -122,8 +122,8 @@ class BatchLoader:
             order = None
         for b in range(len(self)):
             lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
-            if order is None:
-                x, y = self.pair.x[lo:hi], self.pair.y[lo:hi]
+            if order is None:  # copies, so that in-place ops on a batch cannot change the data
+                x, y = self.pair.x[lo:hi].clone(), self.pair.y[lo:hi].clone()
             else:
                 idx = order[lo:hi]
                 x, y = self.pair.x[idx], self.pair.y[idx]
