@@ -34,6 +34,13 @@ def test_unknown_word_without_unk_is_an_error(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_not_utf8_is_an_error(tmp_path):
+    d = _write(tmp_path / "c", "a\n", "a\n", "a\n")
+    (d / "valid.txt").write_bytes(b"a \xff\xfe b\n")
+    with pytest.raises(DataError, match="valid.txt is not UTF-8 text"):
+        load_corpus(d)
+
+
 def test_missing_corpus_errors(tmp_path, monkeypatch):
     d = _write(tmp_path / "c", "a\n", "a\n", "a\n")
     (d / "valid.txt").unlink()

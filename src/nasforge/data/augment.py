@@ -2,8 +2,8 @@
 
 The CIFAR-10 recipe of NASNet/ENAS/DARTS evaluation: random crop of the image padded by
 4 pixels on each side, random horizontal flip (p = 0.5), and for DARTS/SNAS final training
-cutout with a 16-pixel square (DeVries & Taylor, 2017; DARTS Sec. 3.3 / App. A.1.2,
-``--cutout_length 16``). All random numbers are drawn on the CPU from the given
+cutout with a 16-pixel square (DeVries & Taylor, 2017; DARTS's CIFAR-10 evaluation,
+official ``train.py --cutout --cutout_length 16``). All random numbers are drawn on the CPU from the given
 ``torch.Generator``, so results are the same on every device; the ops themselves run
 where the batch is (vectorised: no per-image Python loop).
 """

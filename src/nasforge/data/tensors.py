@@ -47,9 +47,9 @@ def split(pair: TensorPair, fraction: float, seed: int = 0) -> tuple[TensorPair,
     Like scikit-learn's ``train_test_split(test_size=fraction)``: ``b`` is the held-out
     part. The permutation comes from ``torch.Generator().manual_seed(seed)``, so the same
     seed gives the same split; each part keeps the original order of its items. DARTS
-    (Liu et al., 2019, Sec. 3) splits the CIFAR-10 training set in halves, one for the
-    weights and one for the architecture: ``split(train, 0.5, seed)``. (The official
-    DARTS code takes the first and second half in file order, without a permutation.)
+    (Liu et al., 2019; CIFAR-10 search) holds out half of the training set to train the
+    architecture: ``split(train, 0.5, seed)``. (The official DARTS code,
+    ``--train_portion 0.5``, takes the first and second half in file order instead.)
     """
     if not 0.0 <= fraction <= 1.0:
         raise DataError(f"split fraction must be in [0, 1], got {fraction}")
