@@ -84,13 +84,17 @@ def test_download_bad_md5_removes_the_file(tmp_path, server):
     with pytest.raises(DataError, match=f"MD5 of .* is {md5}, expected 0+; the download was removed") as e:
         download_cifar10(root, url=f"{server}/{path.name}", md5="0" * 32, progress=False)
     assert "\n" not in str(e.value)
-    assert list(root.iterdir()) == []  # no partial or unverified file left
+    assert not root.exists()  # no partial or unverified file (nor the folder it made) left
+    root.mkdir()
+    with pytest.raises(DataError, match="MD5"):
+        download_cifar10(root, url=f"{server}/{path.name}", md5="0" * 32, progress=False)
+    assert list(root.iterdir()) == []  # a folder that was there stays, empty
 
 
 def test_download_unreachable_and_404(tmp_path, server):
     with pytest.raises(DataError, match="cannot download"):
         download_cifar10(tmp_path / "r", url=f"{server}/missing.tar.gz", md5="0" * 32, progress=False)
-    assert list((tmp_path / "r").iterdir()) == []
+    assert not (tmp_path / "r").exists()
 
 
 def test_download_refuses_path_traversal(tmp_path, server):

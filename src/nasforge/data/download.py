@@ -119,13 +119,24 @@ def download_cifar10(
     target = root / BATCH_FOLDER
     if is_batch_folder(target) and not force:
         return target
-    root.mkdir(parents=True, exist_ok=True)
+    created = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        raise DataError(f"cannot write to {root}: {e.strerror or e}; choose another --root") from None
     tarball = root / TARBALL
     if not (tarball.is_file() and md5 is not None and md5sum(tarball) == md5.lower()):
-        tmp, got = _fetch(url, root, progress, timeout)
-        if md5 is not None and got != md5.lower():
-            tmp.unlink(missing_ok=True)
-            raise DataError(f"MD5 of {url} is {got}, expected {md5}; the download was removed")
+        try:
+            tmp, got = _fetch(url, root, progress, timeout)
+            if md5 is not None and got != md5.lower():
+                tmp.unlink(missing_ok=True)
+                raise DataError(f"MD5 of {url} is {got}, expected {md5}; the download was removed")
+        except BaseException:
+            if created and not any(root.iterdir()):
+                root.rmdir()  # leave no empty folder behind
+            raise
         os.replace(tmp, tarball)
     work = Path(tempfile.mkdtemp(prefix=".cifar10-extract.", dir=root))
     try:
