@@ -22,7 +22,7 @@ weight gradients: the expensive depthwise-weight backward is skipped). ``aux_con
 (e.g. :func:`nasforge.spaces.cell_supernet.frozen_bn_stats`) wraps the extra passes so
 they leave BN running statistics alone (the official code's unrolled model is a copy
 whose statistics are discarded). ``reduce`` averages gradients across processes (DDP).
-``clip`` clips the unrolled step's gradient norm (the DARTS RNN architect does; the CNN
+``unrolled_updates_stats`` lets the unrolled step's forward move them (when the\nweight step reuses its gradient and so runs no forward of its own). ``clip`` clips the unrolled step's gradient norm (the DARTS RNN architect does; the CNN
 one does not).
 """
 
@@ -58,6 +58,7 @@ class Architect:
         clip: float | None = None,
         aux_context: Callable[[], ContextManager] | None = None,
         reduce: Reduce | None = None,
+        unrolled_updates_stats: bool = False,
     ):
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order}")
@@ -73,6 +74,8 @@ class Architect:
         self.reduce: Reduce = reduce or (lambda g: g)
         #: ∇w L_train(w, α) of the last unrolled step (see :meth:`last_train_grads`)
         self._train_grads: list[torch.Tensor] | None = None
+        self.last_train_loss = float("nan")
+        self.unrolled_updates_stats = unrolled_updates_stats
 
     # -- hyper-parameters of the weight optimiser -------------------------------------------
     def _sgd(self) -> tuple[float, float, float]:
@@ -95,9 +98,10 @@ class Architect:
     def unrolled_weights(self, train_batch: Any) -> list[torch.Tensor]:
         """``w' = w − ξ (μ·v + ∇w L_train + λ·w)`` (official ``_compute_unrolled_model``)."""
         eta, mom, wd = self._sgd()
-        with self.aux_context():
+        with (contextlib.nullcontext() if self.unrolled_updates_stats else self.aux_context()):
             loss = self.loss_fn(train_batch)
             grads = self.reduce(_grads(loss, self.weights))
+        self.last_train_loss = float(loss.detach())
         if self.clip is not None:
             norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
             coef = self.clip / (float(norm) + 1e-6)

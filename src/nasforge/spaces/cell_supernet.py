@@ -221,7 +221,58 @@ def normalise_choice(choice: Sequence[Any], primitives: Sequence[str], num_edges
     return out
 
 
-class CellSupernet(nn.Module):
+class SupernetBase(nn.Module):
+    """What strategies need from any cell supernet: edges, op list, cell types, choices."""
+
+    primitives: tuple[str, ...]
+    nodes: int
+    inputs: int
+    reductions: tuple[int, ...]
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        return cell_edges(self.nodes, self.inputs)
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.edges)
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.primitives)
+
+    @property
+    def cell_types(self) -> tuple[str, ...]:
+        return ("normal", "reduce") if self.reductions else ("normal",)
+
+    def choice_from_nodes(self, nodes: Sequence[Sequence[tuple[str | int, int]]]) -> list[list[int]]:
+        """(op, input) pairs per intermediate node (CellGenotype form) -> per-edge choice."""
+        if len(nodes) != self.nodes:
+            raise ArchError(f"expected {self.nodes} intermediate nodes, got {len(nodes)}")
+        index = {edge: e for e, edge in enumerate(self.edges)}
+        choice: list[list[int]] = [[] for _ in self.edges]
+        for j, node in enumerate(nodes):
+            for op, inp in node:
+                e = index.get((self.inputs + j, int(inp)))
+                if e is None:
+                    raise ArchError(f"node {self.inputs + j} cannot read node {inp}")
+                choice[e].extend(normalise_choice([op], self.primitives, 1)[0])
+        return choice
+
+    def normalise(self, choice: Choice) -> dict[str, list[list[int]]]:
+        return {t: normalise_choice(choice[t], self.primitives, self.num_edges, f"choice[{t!r}]") for t in self.cell_types}
+
+    def run_cell(self, cell: "SearchCell", s0, s1, weights, sparse, concat) -> torch.Tensor:
+        kind = "reduce" if cell.reduction else "normal"
+        w = None if weights is None else weights[kind]
+        c = None if sparse is None else sparse[kind]
+        cc = None if concat is None else concat.get(kind)
+        if self.checkpoint_cells and self.training and torch.is_grad_enabled():
+            return _checkpointed(cell, s0, s1, w, c, cc, self.fused)
+        return cell(s0, s1, w, c, cc, self.fused)
+
+
+class CellSupernet(SupernetBase):
     """DARTS search network (``model_search.Network``) over :class:`SearchCell` s.
 
     Args:
@@ -288,37 +339,6 @@ class CellSupernet(nn.Module):
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
-    # -- shapes of the architecture weights ---------------------------------------------------
-    @property
-    def edges(self) -> list[tuple[int, int]]:
-        return cell_edges(self.nodes, self.inputs)
-
-    @property
-    def num_edges(self) -> int:
-        return len(self.edges)
-
-    @property
-    def num_ops(self) -> int:
-        return len(self.primitives)
-
-    @property
-    def cell_types(self) -> tuple[str, ...]:
-        return ("normal", "reduce") if self.reductions else ("normal",)
-
-    def choice_from_nodes(self, nodes: Sequence[Sequence[tuple[str | int, int]]]) -> list[list[int]]:
-        """(op, input) pairs per intermediate node (CellGenotype form) -> per-edge choice."""
-        if len(nodes) != self.nodes:
-            raise ArchError(f"expected {self.nodes} intermediate nodes, got {len(nodes)}")
-        index = {edge: e for e, edge in enumerate(self.edges)}
-        choice: list[list[int]] = [[] for _ in self.edges]
-        for j, node in enumerate(nodes):
-            for op, inp in node:
-                e = index.get((self.inputs + j, int(inp)))
-                if e is None:
-                    raise ArchError(f"node {self.inputs + j} cannot read node {inp}")
-                choice[e].extend(normalise_choice([op], self.primitives, 1)[0])
-        return choice
-
     # -- forward --------------------------------------------------------------------------------
     def forward(
         self,
@@ -329,21 +349,12 @@ class CellSupernet(nn.Module):
     ) -> torch.Tensor:
         if (weights is None) == (choice is None):
             raise ValueError("pass exactly one of weights= (dense) or choice= (sparse)")
-        sparse = None
-        if choice is not None:
-            sparse = {t: normalise_choice(choice[t], self.primitives, self.num_edges, f"choice[{t!r}]") for t in self.cell_types}
+        sparse = None if choice is None else self.normalise(choice)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            kind = "reduce" if cell.reduction else "normal"
-            w = None if weights is None else weights[kind]
-            c = None if sparse is None else sparse[kind]
-            cc = None if concat is None else concat.get(kind)
-            if self.checkpoint_cells and self.training and torch.is_grad_enabled():
-                s0, s1 = s1, _checkpointed(cell, s0, s1, w, c, cc, self.fused)
-            else:
-                s0, s1 = s1, cell(s0, s1, w, c, cc, self.fused)
+            s0, s1 = s1, self.run_cell(cell, s0, s1, weights, sparse, concat)
         out = self.global_pooling(s1)
         return self.classifier(out.flatten(1))
 
