@@ -226,6 +226,10 @@ def run_search(method: str, args: argparse.Namespace) -> int:
     if resume and not store_path.exists():
         raise ConfigError(f"--resume: no {STORE_FILE} in {out}")
     cfg = resolve_config(args, out)
+    if cfg.executor == "ray":
+        from nasforge.runners.executors import check_ray_address
+
+        check_ray_address(cfg.address)
     if cfg.space == "nb201":  # fail before anything is written when the table is missing
         from nasforge.search.early_stop import _nb201
 
@@ -237,9 +241,13 @@ def run_search(method: str, args: argparse.Namespace) -> int:
     executor = None
     try:
         if resume:
-            load_strategy_state(store, strategy)
             if store.get_state("method") not in (None, method):
                 raise ConfigError(f"{out} holds a {store.get_state('method')} search, not {method}")
+            restored = load_strategy_state(store, strategy)
+            print(
+                f"resuming: {store.count('done') + store.count('failed')} finished trials kept, {store.count('pending')} to re-run, "
+                f"strategy state {'restored' if restored else 'not saved yet (fresh start)'}"
+            )
         else:
             store.save_state({"method": method})
         out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,214 @@
+"""Trial store, local process pool, retries, driver kill + resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nasforge.arch import load_arch
+from nasforge.cli import main
+from nasforge.errors import ConfigError
+from nasforge.runners import LocalPoolExecutor, StoreError, TrialStore, load_strategy_state, run_trials
+from nasforge.runners.executors import check_ray_address
+from nasforge.search.random_search import RandomStrategy
+from nasforge.spaces.nsc import NSCGrammar
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_store_records_each_result_exactly_once(tmp_path):
+    with TrialStore(tmp_path / "t.sqlite") as st:
+        assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tid = st.submit("k1", {"a": 1}, {"c": 2}, {"epsilon": 1.0}, state={"strategy": {"n": 1}})
+        st.mark_started(tid)
+        assert st.finish(tid, status="done", metrics={"accuracy": 0.5}, reward=0.5, state={"strategy": {"n": 2}})
+        assert not st.finish(tid, status="done", metrics={"accuracy": 0.9}, reward=0.9, state={"strategy": {"n": 3}})
+        t = st.get(tid)
+        assert (t.status, t.reward, t.attempts, t.metrics, t.finish_seq) == ("done", 0.5, 1, {"accuracy": 0.5}, 1)
+        assert st.get_state("strategy") == {"n": 2}
+        with pytest.raises(StoreError):
+            st.submit("k1", {}, {}, {})  # the same architecture twice
+
+
+def test_locked_and_corrupted_store_are_clear_errors(tmp_path):
+    p = tmp_path / "t.sqlite"
+    with TrialStore(p):
+        with pytest.raises(StoreError, match="in use by another search"):
+            TrialStore(p)
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"not a database at all" * 100)
+    before = bad.read_bytes()
+    with pytest.raises(StoreError, match="corrupted or not a nasforge trial store"):
+        TrialStore(bad)
+    assert bad.read_bytes() == before
+    TrialStore(p).close()  # the lock was released
+
+
+def _cfg(tmp_path: Path, **kw) -> Path:
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(kw))
+    return p
+
+
+def test_process_pool_search_on_digits_with_a_killed_worker(tmp_path, capsys):
+    """2 workers, real early-stop training on digits; trial 2's worker is SIGKILLed once."""
+    (tmp_path / "crash").mkdir()
+    cfg = _cfg(
+        tmp_path,
+        evaluator="nasforge.runners.faults:crash_once",
+        evaluator_config={"crash_trials": [2], "crash_dir": str(tmp_path / "crash"), "delegate": "nasforge.search.early_stop:evaluate"},
+        channels=4, head_hidden=16, limit=150, max_layers=3,
+    )
+    out = tmp_path / "run"
+    rc = main(["search", "blockqnn", "--data", "digits", "--out", str(out), "--config", str(cfg), "--trials", "4", "--workers", "2", "--epochs", "1", "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "trial 2: worker process died; retrying" in text
+    assert (tmp_path / "crash" / "crashed-2").exists()
+    with TrialStore(out / "trials.sqlite") as st:
+        trials = st.trials()
+        assert [t.id for t in trials] == [1, 2, 3, 4] and all(t.status == "done" for t in trials)
+        assert len({t.key for t in trials}) == 4
+        assert {t.id: t.attempts for t in trials} == {1: 1, 2: 2, 3: 1, 4: 1}
+        assert sorted(t.finish_seq for t in trials) == [1, 2, 3, 4]
+        pids = {t.metrics["pid"] for t in trials}
+        assert len(pids) >= 2  # more than one worker process did the work
+        for t in trials:
+            assert 0.0 <= t.metrics["accuracy"] <= 1.0 and t.metrics["flops"] > 0 and t.metrics["density"] > 0
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["trial"] for r in recs] == [1, 2, 3, 4]
+    assert all({"reward", "accuracy", "flops", "density", "epsilon", "best_reward"} <= set(r) for r in recs)
+    assert recs[-1]["best_reward"] == max(r["reward"] for r in recs)
+    assert load_arch(out / "arch.json").kind == "block"
+    assert load_arch(out / "greedy_arch.json").kind == "block"
+
+
+def test_pool_worker_death_in_library_api(tmp_path):
+    (tmp_path / "crash").mkdir()
+    log = tmp_path / "evals.log"
+    ex = LocalPoolExecutor(2)
+    try:
+        with TrialStore(tmp_path / "t.sqlite") as st:
+            s = run_trials(
+                RandomStrategy(NSCGrammar(max_layers=4), seed=1), st, ex, evaluate="nasforge.runners.faults:crash_once", n_trials=5,
+                config={"crash_trials": [1, 3], "crash_dir": str(tmp_path / "crash"), "log": str(log)},
+            )
+            assert s.retried == 2 and s.finished == 5 and s.failed == 0
+            assert [t.attempts for t in st.trials()] == [2, 1, 2, 1, 1]
+        runs = [int(line.split()[0]) for line in log.read_text().splitlines()]
+        assert sorted(runs) == [1, 2, 3, 4, 5]  # every trial evaluated to completion exactly once
+    finally:
+        ex.shutdown()
+
+
+def _done_ids(db: Path) -> dict[int, float]:
+    if not db.exists():
+        return {}
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return {i: f for i, f in c.execute("SELECT id, finished FROM trials WHERE status = 'done'")}
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        c.close()
+
+
+def test_sigkill_driver_then_resume(tmp_path):
+    log = tmp_path / "evals.log"
+    cfg = _cfg(tmp_path, evaluator="nasforge.runners.faults:synthetic", evaluator_config={"sleep": 0.4, "log": str(log)}, max_layers=4)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nasforge", "search", "blockqnn", "--out", str(out), "--config", str(cfg), "--trials", "12", "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    db = out / "trials.sqlite"
+    deadline = time.time() + 90
+    while len(_done_ids(db)) < 4:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() < deadline, "search made no progress"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)  # orphaned workers finish their current trial and exit
+    done_at_kill = _done_ids(db)
+    assert 4 <= len(done_at_kill) < 12
+    c = sqlite3.connect(str(db))
+    state_at_kill = json.loads(c.execute("SELECT value FROM state WHERE name = 'strategy'").fetchone()[0])
+    c.close()
+
+    # the Q-table, replay memory and counters come back exactly as stored
+    from nasforge.runners.search_run import make_grammar, make_strategy, resolve_config
+    from nasforge.search.blockqnn import BlockQNNStrategy
+
+    import argparse
+
+    args = argparse.Namespace(config=str(cfg), resume=True, out=str(out), trials=12, workers=2)
+    rcfg = resolve_config(args, out)
+    fresh = make_strategy("blockqnn", rcfg, make_grammar(rcfg))
+    assert isinstance(fresh, BlockQNNStrategy)
+    with TrialStore(db) as st:
+        assert load_strategy_state(st, fresh)
+    assert json.loads(json.dumps(fresh.state_dict())) == state_at_kill
+
+    res = subprocess.run(cmd + ["--resume"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "resuming:" in res.stdout and "strategy state restored" in res.stdout
+    with TrialStore(db) as st:
+        trials = st.trials()
+        assert len(trials) == 12 and all(t.status == "done" for t in trials)
+        assert len({t.key for t in trials}) == 12
+        for t in trials:
+            if t.id in done_at_kill:
+                assert t.attempts == 1 and t.finished == done_at_kill[t.id]  # not re-run
+        final = st.get_state("strategy")
+    runs: dict[int, int] = {}
+    for line in log.read_text().splitlines():
+        runs[int(line.split()[0])] = runs.get(int(line.split()[0]), 0) + 1
+    assert all(runs[i] == 1 for i in done_at_kill)
+    # the resumed agent continued from the stored one: its replay memory extends the old one
+    mem_kill = state_at_kill["agent"]["memory"]
+    assert final["agent"]["memory"][: len(mem_kill)] == mem_kill
+    assert final["n_observed"] >= 12
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in recs) == list(range(1, 13))
+
+
+def test_bad_input_errors(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "random", "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "no trials.sqlite" in capsys.readouterr().err
+    out.mkdir()
+    with TrialStore(out / "trials.sqlite") as st:
+        st.submit("k", {"kind": "block"}, {}, {})
+        # locked: another search holds the store
+        assert main(["search", "random", "--out", str(out), "--resume", "--no-progress"]) == 2
+        assert "in use by another search" in capsys.readouterr().err
+    # an existing search is not overwritten without --resume
+    assert main(["search", "random", "--out", str(out), "--no-progress"]) == 2
+    assert "already holds a search" in capsys.readouterr().err
+    # corrupted store: one line, file untouched
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "trials.sqlite").write_bytes(b"\x00garbage" * 64)
+    before = (bad / "trials.sqlite").read_bytes()
+    assert main(["search", "blockqnn", "--out", str(bad), "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "corrupted" in err and err.count("\n") == 1
+    assert (bad / "trials.sqlite").read_bytes() == before
+    # unreachable Ray address: fails fast, before anything is written
+    t0 = time.time()
+    assert main(["search", "blockqnn", "--out", str(tmp_path / "r"), "--executor", "ray", "--address", "127.0.0.1:1", "--no-progress"]) == 2
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in capsys.readouterr().err
+    assert time.time() - t0 < 30 and not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="host:port"):
+        check_ray_address("nonsense")
+    # bad config value
+    assert main(["search", "blockqnn", "--out", str(tmp_path / "x"), "--space", "darts", "--no-progress"]) == 2
+    assert "nsc or nb201" in capsys.readouterr().err
