@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from nasforge.arch.cell import CellGenotype
+from nasforge.errors import ArchError
 from nasforge.ops import FactorizedReduce, ReLUConvBN, make_op
 
 
@@ -64,6 +65,8 @@ class Cell(nn.Module):
             self.preprocess0 = nn.Identity()
             self.preprocess1 = nn.Identity() if C_prev == C else ReLUConvBN(C_prev, C, 1, 1, 0)
         self.concat = list(genotype.concat)
+        if reduction and any(c < inputs for c in self.concat):
+            raise ArchError(f"a reduction cell cannot concatenate its input nodes (concat {self.concat}): they are not reduced")
         self.multiplier = len(self.concat)
         self.ops = nn.ModuleList()
         #: per node: list of (index into self.ops, input node)
