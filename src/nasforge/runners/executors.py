@@ -7,8 +7,11 @@ evaluating the trial vanished (killed, out of memory), so it may retry the trial
 
 - :class:`InlineExecutor`: in the driver process, one at a time (table look-ups).
 - :class:`LocalPoolExecutor`: ``workers`` slots, each a one-process
-  :class:`concurrent.futures.ProcessPoolExecutor` (``spawn``), so a dying worker breaks
-  only its own slot: the slot is rebuilt and only that trial is reported as died.
+  :class:`concurrent.futures.ProcessPoolExecutor`, so a dying worker breaks only its own
+  slot: the slot is rebuilt and only that trial is reported as died. Workers start from a
+  ``forkserver`` that has imported the evaluator's module once (``preload``), so a new or
+  replaced worker costs a fork, not a fresh ``import torch``; ``spawn`` is the fallback
+  where forkserver is unavailable.
 - :class:`RayExecutor`: one Ray task per trial with ``num_cpus``/``num_gpus`` per trial;
   Ray itself re-runs a task whose worker died (``max_retries``); when those retries are
   spent the trial comes back as died and the runner decides.
@@ -84,11 +87,15 @@ def _warm() -> int:
 class LocalPoolExecutor:
     name = "local"
 
-    def __init__(self, workers: int = 1, start_method: str = "spawn"):
+    def __init__(self, workers: int = 1, start_method: str | None = None, preload: list[str] | None = None):
         if workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {workers}")
         self.capacity = workers
+        if start_method is None:
+            start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(start_method)
+        if start_method == "forkserver" and preload:
+            self._ctx.set_forkserver_preload(list(preload))
         self._slots: list[cf.ProcessPoolExecutor] = [self._new_slot() for _ in range(workers)]
         self._running: dict[cf.Future, tuple[int, int]] = {}  # future -> (trial_id, slot)
 
@@ -214,11 +221,11 @@ class RayExecutor:
             self.ray.shutdown()
 
 
-def make_executor(kind: str, workers: int, *, address: str | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 2):
+def make_executor(kind: str, workers: int, *, address: str | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 2, preload: list[str] | None = None):
     if kind == "inline":
         return InlineExecutor()
     if kind == "local":
-        return LocalPoolExecutor(workers)
+        return LocalPoolExecutor(workers, preload=preload)
     if kind == "ray":
         return RayExecutor(workers, address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_retries=max_retries)
     raise ConfigError(f"unknown executor {kind!r} (local, ray or inline)")

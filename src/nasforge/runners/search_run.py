@@ -171,6 +171,15 @@ def evaluator_and_config(cfg: MultiTrialConfig) -> tuple[str, dict]:
     return fn, {**tc, **cfg.evaluator_config}
 
 
+def preload_modules(evaluate: str, task_config: dict) -> list[str]:
+    """Modules the process pool's forkserver imports once for all workers."""
+    mods = {"nasforge.runners.executors", evaluate.partition(":")[0], str(task_config.get("delegate", evaluate)).partition(":")[0]}
+    if "nasforge.search.early_stop" in mods:
+        # FlopCounterMode imports torch._dynamo on first use (seconds per worker otherwise)
+        mods |= {"nasforge.cost", "nasforge.data", "nasforge.nets.blocks", "torch._dynamo"}
+    return sorted(mods)
+
+
 def final_arch(cfg: MultiTrialConfig, arch: dict, name: str = "") -> Any:
     """The JSON architecture file object: a ``block`` or, for NAS-Bench-201, a 1-input ``cell``."""
     if cfg.space == "nb201":
@@ -255,7 +264,9 @@ def run_search(method: str, args: argparse.Namespace) -> int:
         metrics_path = out / "metrics.jsonl"
         best = [rebuild_metrics(store, metrics_path)]
         writer = MetricsWriter(metrics_path, key="trial")
-        executor = make_executor(cfg.executor, cfg.workers, address=cfg.address, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, max_retries=cfg.max_retries)
+        executor = make_executor(cfg.executor, cfg.workers, address=cfg.address, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, max_retries=cfg.max_retries,
+            preload=preload_modules(evaluate, task_config),
+        )
 
         def on_result(t: Any) -> None:
             if t.status == "done" and t.reward is not None:
