@@ -98,17 +98,27 @@ class QLearner:
         self.q: dict[tuple[tuple, tuple], float] = {}
         self.memory: list[tuple[list[tuple], float]] = []
         self.rng = random.Random(seed)
+        self._actions: dict[tuple, list[tuple]] = {}
+
+    def actions(self, s: tuple) -> list[tuple]:
+        acts = self._actions.get(s)
+        if acts is None:
+            acts = self._actions[s] = self.grammar.actions(s)
+        return acts
 
     # ---- values -----------------------------------------------------------------------
     def value(self, s: tuple, a: tuple) -> float:
         return self.q.get((s, a), self.q_init)
 
     def max_value(self, s: tuple) -> float:
-        acts = self.grammar.actions(s)
-        return max(self.value(s, a) for a in acts) if acts else 0.0
+        acts = self.actions(s)
+        if not acts:
+            return 0.0
+        q, q0 = self.q, self.q_init
+        return max(q.get((s, a), q0) for a in acts)
 
     def greedy_action(self, s: tuple, tie_break: random.Random | None = None) -> tuple:
-        acts = self.grammar.actions(s)
+        acts = self.actions(s)
         best = max(self.value(s, a) for a in acts)
         ties = [a for a in acts if self.value(s, a) == best]
         return tie_break.choice(ties) if tie_break is not None and len(ties) > 1 else ties[0]
@@ -119,7 +129,7 @@ class QLearner:
         s, acts = self.grammar.start(), []
         while True:
             if self.rng.random() < epsilon:
-                a = self.rng.choice(self.grammar.actions(s))
+                a = self.rng.choice(self.actions(s))
             else:
                 a = self.greedy_action(s, self.rng)
             acts.append(a)
