@@ -92,12 +92,11 @@ def test_node_sums_all_edges_and_skips_none():
     assert torch.count_nonzero(out[:, 4:]) == 0
 
 
-def test_edge_all_equals_eight_edge_form():
-    # SNAS *_edge_all only adds `none` edges, so both forms compute the same function
+def test_edge_all_and_eight_edge_forms_have_the_same_parameters():
+    # SNAS *_edge_all only adds `none` edges (no parameters) to the 8-edge form
     torch.manual_seed(0)
     a = build_network(zoo.get("SNAS_mild"), num_classes=10, in_channels=3, input_size=16, C=4, layers=4)
     b = build_network(zoo.get("SNAS_mild_edge_all"), num_classes=10, in_channels=3, input_size=16, C=4, layers=4)
-    # same parameter shapes, but the node edge orders differ; compare counts and outputs shapes
     assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters())
 
 
