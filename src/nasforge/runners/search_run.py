@@ -164,7 +164,7 @@ def evaluator_and_config(cfg: MultiTrialConfig) -> tuple[str, dict]:
             "data": cfg.data, "data_dir": cfg.data_dir, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
             "channels": cfg.channels, "blocks_per_stage": cfg.blocks_per_stage, "stages": cfg.stages, "head_hidden": cfg.head_hidden,
             "dropout": cfg.dropout, "valid_fraction": cfg.valid_fraction, "limit": cfg.limit, "seed": cfg.seed,
-            "device": cfg.device, "threads": max(1, int(cfg.cpus_per_trial)),
+            "device": cfg.device, "threads": max(1, int(cfg.cpus_per_trial)), "deterministic": cfg.deterministic,
         }
     if cfg.evaluator:
         fn = cfg.evaluator

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "cpu",
     "threads": 1,
+    "deterministic": False,
 }
 
 
@@ -95,6 +96,10 @@ def evaluate(task: dict) -> dict:
     cfg = {**DEFAULTS, **task.get("config", {})}
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, int(cfg["threads"])))
+    if cfg["deterministic"]:
+        from nasforge.utils.rng import set_deterministic
+
+        set_deterministic(True)
     arch = arch_from_dict(task["arch"])
     ds = _dataset(cfg["data"], cfg["data_dir"], int(cfg["seed"]), float(cfg["valid_fraction"]), cfg["limit"])
     device = torch.device(cfg["device"])
