@@ -28,7 +28,7 @@ from nasforge.nets import RNNModel, build_network
 
 # name: (exact count, ours rounded to 0.1M, paper's number, why they differ or None)
 CIFAR = {
-    "DARTS_V2": (3_349_342, "3.3", 3.3, None),  # DARTS Table 1; the official log prints "param size = 3.349342MB"
+    "DARTS_V2": (3_349_342, "3.3", 3.3, None),  # DARTS Table 1; DARTS train.py logs "param size = 3.349342MB" (recorded in a public annotated copy)
     "DARTS_V1": (3_169_414, "3.2", 3.3,
                  "DARTS Table 1 prints 3.3M for the first-order cell, but the released DARTS_V1 genotype "
                  "(cnn/genotypes.py) has one parametric op fewer than DARTS_V2 (no dil_conv_3x3) and gives 3.17M "
