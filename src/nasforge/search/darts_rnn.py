@@ -26,10 +26,15 @@ non-``none`` op over its inputs, top-1) and written with the epoch's losses,
 continue exactly. The final ``arch.json`` is a ``recurrent`` architecture that
 ``nasforge train`` trains with :class:`nasforge.nets.RNNModel`.
 
-Differences from the official code: in the second-order step every evaluation of the
-training/validation loss in one architecture step reuses the same dropout masks (the
-code draws new ones for each of its four forward passes); the code's
-``--small_batch_size`` gradient accumulation is not needed and not offered.
+Differences from the official code: the second-order step is the shared
+:class:`nasforge.search.architect.Architect` (the unrolled step is clipped as in
+``rnn/architect.py``, but the vector of the Hessian-vector product is the plain
+``∇_w' L_val``, where the RNN code clips it and adds ``wdecay·w'``), and every
+evaluation of the training/validation loss within one architecture step reuses one set
+of dropout masks (the code draws new masks for each of its four forward passes). The
+BatchNorm of the nodes always uses batch statistics (see
+:mod:`nasforge.spaces.rnn_supernet`). The code's ``--small_batch_size`` gradient
+accumulation is not offered.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from tqdm.auto import tqdm
 from nasforge.arch import RecurrentArch, save_arch
 from nasforge.config import resolve, to_dict, write_config
 from nasforge.errors import CheckpointError, ConfigError, DataError, TrainingError
+from nasforge.search.architect import Architect
 from nasforge.spaces.rnn_supernet import RNN_PRIMITIVES, RNNSupernet, derive_recurrent, num_edges
 from nasforge.utils.device import resolve_device
 from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
@@ -160,9 +166,17 @@ class DartsRNNSearch:
         self.alpha = (cfg.alpha_init_std * torch.randn(num_edges(cfg.steps), len(RNN_PRIMITIVES))).to(self.device).requires_grad_(True)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wdecay)
         self.arch_optimizer = torch.optim.Adam([self.alpha], lr=cfg.arch_lr, betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_wdecay)
-        self.architect = None
-        if cfg.order == 2:
-            self.architect = self._make_architect()
+        self.architect = Architect(
+            list(self.model.parameters()),
+            [self.alpha],
+            self._batch_loss,
+            self.optimizer,
+            self.arch_optimizer,
+            order=cfg.order,
+            clip=cfg.clip,  # the RNN code clips the unrolled step's gradient
+        )
+        self._mask_seed: Optional[int] = None  # second order: one set of dropout masks per α step
+        self._last_hidden: dict[str, torch.Tensor] = {}
         self.epoch = 0
         self.history: list[dict] = []
 
@@ -175,27 +189,39 @@ class DartsRNNSearch:
         arch.meta = {"method": "darts", "space": "rnn", "order": self.cfg.order, "data": self.cfg.data, "epoch": self.epoch}
         return arch
 
-    def _make_architect(self):
-        try:
-            from nasforge.search.architect import Architect  # noqa: F401
-        except ModuleNotFoundError as e:
-            if e.name != "nasforge.search.architect":
-                raise
-            raise ConfigError("--order 2 needs nasforge.search.architect, which this build lacks") from None
-        return _SecondOrder(self)
+    def _batch_loss(self, batch: tuple) -> torch.Tensor:
+        """Loss closure for the :class:`Architect`: ``batch = (kind, data, targets, hidden)``.
+
+        Keeps the new hidden state of each kind (``train``/``valid``). In the second-order
+        step every pass of a kind reuses one set of dropout masks (seeded per α step).
+        """
+        kind, data, targets, hidden = batch
+        if self._mask_seed is None:
+            log_prob, h = self.model(data, hidden, self.op_weights())
+        else:
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self._mask_seed + (0 if kind == "train" else 1))
+                log_prob, h = self.model(data, hidden, self.op_weights())
+        self._last_hidden[kind] = h.detach()
+        return _nll(log_prob, targets)
 
     def arch_step(self, hidden_valid, data_valid, targets_valid, hidden_train, data, targets) -> torch.Tensor:
-        """One Adam step on α from the validation batch; returns the next validation hidden state."""
-        self.arch_optimizer.zero_grad(set_to_none=True)
-        if self.architect is None:
-            log_prob, hidden_next = self.model(data_valid, hidden_valid, self.op_weights())
-            loss = _nll(log_prob, targets_valid)
-            (grad,) = torch.autograd.grad(loss, [self.alpha])
-            self.alpha.grad = grad
-        else:
-            hidden_next = self.architect.step(hidden_valid, data_valid, targets_valid, hidden_train, data, targets)
-        self.arch_optimizer.step()
-        return hidden_next.detach()
+        """One Adam step on α (``Architect.step`` of the code); returns the next validation hidden state.
+
+        First order: ``∇α L_val(w, α)``. Second order (``order: 2``): the unrolled gradient
+        of :class:`nasforge.search.architect.Architect` (ξ = the current, ``seq_len``-scaled
+        weight lr, weight decay included, clipped unrolled step as in ``rnn/architect.py``).
+        """
+        if self.cfg.order == 2:
+            self._mask_seed = int(torch.randint(0, 2**62, ()))
+        try:
+            self.architect.step(("train", data, targets, hidden_train), ("valid", data_valid, targets_valid, hidden_valid))
+        finally:
+            self._mask_seed = None
+        hidden_next = self._last_hidden.pop("valid")
+        self._last_hidden.clear()
+        return hidden_next
 
     # ------------------------------------------------------------------ weights
     def train_epoch(self, epoch: int, progress: bool = True) -> dict:
@@ -234,7 +260,7 @@ class DartsRNNSearch:
                     loss = loss + cfg.ar_alpha * dropped_out.pow(2).mean()
                 if cfg.tar_beta > 0:
                     loss = loss + cfg.tar_beta * (raw_out[1:] - raw_out[:-1]).pow(2).mean()
-                value = float(raw_loss)
+                value = raw_loss.item() if not raw_loss.requires_grad else raw_loss.detach().item()
                 if not math.isfinite(value):
                     raise TrainingError(f"DARTS RNN search diverged: training loss is {value} at epoch {epoch}, step {batch + 1} (try a lower lr or clip)")
                 loss.backward()
@@ -372,16 +398,6 @@ def _ppl(loss: float) -> float:
     return math.exp(loss) if loss < 700 else float("inf")
 
 
-class _SecondOrder:
-    """Unrolled architecture gradient (§2.3) through :class:`nasforge.search.architect.Architect`."""
-
-    def __init__(self, search: DartsRNNSearch):
-        self.search = search
-
-    def step(self, hidden_valid, data_valid, targets_valid, hidden_train, data, targets) -> torch.Tensor:
-        raise NotImplementedError  # filled in when the shared Architect lands
-
-
 # ---------------------------------------------------------------------- CLI
 #: config key -> attribute of the parsed arguments
 _FLAG_KEYS = {
@@ -398,6 +414,9 @@ _FLAG_KEYS = {
     "eval_batch_size": "eval_batch_size",
     "max_steps": "max_steps",
     "eval_max_batches": "eval_max_batches",
+    "lr": "lr",
+    "arch_lr": "arch_lr",
+    "arch_wdecay": "arch_weight_decay",
 }
 
 

@@ -18,10 +18,11 @@ where ``w`` are per-edge op weights (``softmax(α)`` for DARTS; any non-negative
 for other strategies). There are ``1 + 2 + ... + steps`` = 36 edges and 5 ops, the shape
 of DARTS's ``α``. ``h_t`` is the mean of the intermediate nodes 1..steps. As in the code
 (``rnn/model_search.py``), every node (``s0`` included) goes through a BatchNorm without
-affine parameters during search; the derived cell has no BN. Unlike the code, each node
-has its own BN module: in training mode the output is the same (batch statistics), but
-the code's single shared module averages the running statistics of all nine nodes, so
-its evaluation-mode (validation) perplexities are much worse than the model is.
+affine parameters during search; the derived cell has no BN. Unlike the code, the BN
+always normalises with the statistics of the current batch, in evaluation too: the code's
+one module keeps running statistics that mix all nine nodes, and with running statistics
+(shared or per node) the recurrence ``h_t -> BN(s0)`` can blow up in evaluation mode
+(validation losses of 1e20 on a tiny corpus here). Training-mode outputs are the same.
 
 Implementation note: the mixing is *fused*. With ``P_j = sum_{f != none} w_{j,f}`` and
 ``g_j = sum_f w_{j,f} f(h_j)`` the sum above equals
@@ -122,9 +123,11 @@ class MixedRecurrentCell(nn.Module):
         self._Ws = nn.ParameterList(
             [nn.Parameter(torch.empty(nhid, 2 * nhid).uniform_(-init_range, init_range)) for _ in range(steps)]
         )
-        # one BN per node (s0, 1..steps); the code shares one BN module, which gives the
-        # same training-mode output but running statistics that mix all nodes
-        self.bns = nn.ModuleList([nn.BatchNorm1d(nhid, affine=False) if batch_norm else nn.Identity() for _ in range(steps + 1)])
+        self.batch_norm = batch_norm
+
+    def bn(self, s: torch.Tensor) -> torch.Tensor:
+        """BatchNorm without affine parameters, always with the batch's own statistics."""
+        return F.batch_norm(s, None, None, training=True) if self.batch_norm else s
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``inputs (T, B, ninp)``, ``hidden (B, nhid)``, ``weights (edges, ops)`` -> ``(outputs (T, B, nhid), h_T)``."""
@@ -165,7 +168,7 @@ class MixedRecurrentCell(nn.Module):
         return h_prev + c0.sigmoid() * (h0.tanh() - h_prev)
 
     def cell(self, x, h_prev, x_mask, h_mask, plan) -> torch.Tensor:
-        s0 = self.bns[0](self.init_state(x, h_prev, x_mask, h_mask))
+        s0 = self.bn(self.init_state(x, h_prev, x_mask, h_mask))
         states = s0.unsqueeze(0)  # (nodes so far, B, nhid)
         for i, (ops, p) in enumerate(plan):
             n = i + 1
@@ -175,7 +178,7 @@ class MixedRecurrentCell(nn.Module):
             for fn, w in ops:
                 g = w * fn(h) if g is None else g + w * fn(h)
             ps = p * states
-            s = self.bns[i + 1]((ps + c.sigmoid() * (g - ps)).sum(0))
+            s = self.bn((ps + c.sigmoid() * (g - ps)).sum(0))
             states = torch.cat([states, s.unsqueeze(0)], 0)
         return states[1:].mean(0)
 
