@@ -226,3 +226,29 @@ def test_second_order_step_runs(tmp_path):
     rec = read_jsonl(out / "metrics.jsonl")[0]
     assert rec["steps"] == 2
     load_arch(out / "arch.json").validate()
+
+
+def test_cli_search_then_train_the_derived_cell(tmp_path, capsys):
+    from nasforge.cli import main
+
+    data = write_corpus(tmp_path / "corpus", lines=(40, 20, 10))
+    out = tmp_path / "cli"
+    tiny = ["--emsize", "16", "--nhid", "16", "--batch-size", "8", "--bptt", "8", "--eval-batch-size", "4"]
+    rc = main(["search", "darts", "--space", "rnn", "--data", str(data), "--out", str(out), "--epochs", "1",
+               "--max-steps", "2", "--device", "cpu", "--no-progress", *tiny])
+    assert rc == 0
+    assert len(read_jsonl(out / "metrics.jsonl")) == 1
+    arch = load_arch(out / "arch.json")
+    assert arch.kind == "recurrent"
+    # the derived cell trains as a language model with `nasforge train`
+    cfg = tmp_path / "lm.yaml"
+    cfg.write_text("emsize: 16\nnhid: 16\nbptt: 8\neval_batch_size: 4\ntest_batch_size: 4\n")
+    rc = main(["train", str(out / "arch.json"), "--data", str(data), "--out", str(tmp_path / "lm"), "--epochs", "1",
+               "--batch-size", "8", "--config", str(cfg), "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    assert read_jsonl(tmp_path / "lm" / "metrics.jsonl")
+    # an image data set for the rnn space is a one-line error (exit 2)
+    capsys.readouterr()
+    rc = main(["search", "darts", "--space", "rnn", "--data", "cifar10", "--out", str(tmp_path / "bad"), "--no-progress"])
+    assert rc == 2
+    assert "word corpus" in capsys.readouterr().err
