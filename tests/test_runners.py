@@ -122,6 +122,14 @@ def _done_ids(db: Path) -> dict[int, float]:
         c.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_sigkill_driver_then_resume(tmp_path):
     log = tmp_path / "evals.log"
     cfg = _cfg(tmp_path, evaluator="nasforge.runners.faults:synthetic", evaluator_config={"sleep": 0.4, "log": str(log)}, max_layers=4)
@@ -136,7 +144,13 @@ def test_sigkill_driver_then_resume(tmp_path):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(1.0)  # orphaned workers finish their current trial and exit
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    worker_pids = {json.loads(m)["pid"] for (m,) in c.execute("SELECT metrics FROM trials WHERE status = 'done'")}
+    c.close()
+    deadline = time.time() + 20
+    while any(_alive(p) for p in worker_pids):  # orphaned workers notice the driver is gone
+        assert time.time() < deadline, "pool workers outlived the killed driver"
+        time.sleep(0.2)
     done_at_kill = _done_ids(db)
     assert 4 <= len(done_at_kill) < 12
     c = sqlite3.connect(str(db))

@@ -80,8 +80,25 @@ class InlineExecutor:
         pass
 
 
-def _warm() -> int:
-    return os.getpid()
+def _watch_driver(driver_pid: int, interval: float = 0.5) -> None:
+    """Worker initializer: exit when the driver is gone (e.g. SIGKILLed).
+
+    An orphaned ``ProcessPoolExecutor`` worker would otherwise wait on its task queue
+    forever (it holds both ends of the queue's pipe, so it never sees EOF)."""
+    import threading
+    import time
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+
+    threading.Thread(target=loop, name="nasforge-driver-watch", daemon=True).start()
 
 
 class LocalPoolExecutor:
@@ -100,7 +117,7 @@ class LocalPoolExecutor:
         self._running: dict[cf.Future, tuple[int, int]] = {}  # future -> (trial_id, slot)
 
     def _new_slot(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=1, mp_context=self._ctx)
+        return cf.ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, initializer=_watch_driver, initargs=(os.getpid(),))
 
     def busy(self) -> int:
         return len(self._running)
