@@ -35,7 +35,7 @@ def _cmd(out: Path, cfg: Path, *extra: str) -> list[str]:
 @pytest.fixture
 def small_cfg(tmp_path: Path) -> Path:
     cfg = tmp_path / "small.yaml"
-    cfg.write_text("layers: 3\nchannels: 6\nbatch_size: 24\nlr: 0.05\ndrop_path_prob: 0.2\ncutout: 3\n")
+    cfg.write_text("layers: 3\nchannels: 6\nbatch_size: 24\nlr: 0.05\ndrop_path_prob: 0.2\ncutout: 3\nlimit: 600\n")
     return cfg
 
 

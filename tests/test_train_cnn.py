@@ -1,22 +1,23 @@
 """CNN training (DARTS evaluation recipe) on the embedded digits set, through the CLI.
 
-One small run of a zoo cell network is shared by the tests of this file: it must reach
+One small run of a zoo cell network (``nasforge train`` called in-process) is shared by the tests of this file: it must reach
 >= 95% test accuracy with a falling training loss, write the run-directory files, and
 ``nasforge eval`` must print the accuracy ``nasforge train`` printed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from nasforge import cli
 from nasforge.arch import load_arch
 from nasforge.data import load_image_dataset
 from nasforge.errors import TrainingError
@@ -24,15 +25,17 @@ from nasforge.train import TrainConfig, train_cnn
 from nasforge.train.config import AUGMENT_DEFAULTS
 from nasforge.utils.io import read_jsonl
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
-
-def nasforge(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nasforge", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=240)
+def nasforge(*args: str) -> SimpleNamespace:
+    """Run the CLI in this process; returncode, stdout and stderr like ``subprocess.run``."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(list(args))
+    return SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+def digits_run(tmp_path_factory) -> tuple[Path, SimpleNamespace]:
     out = tmp_path_factory.mktemp("train") / "run"
     cfg = out.parent / "small.yaml"
     cfg.write_text("layers: 5\nchannels: 8\nbatch_size: 64\nlr: 0.05\ndrop_path_prob: 0.1\n")

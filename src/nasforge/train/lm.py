@@ -103,6 +103,12 @@ def evaluate_lm(model: RNNModel, source: torch.Tensor, bptt: int, batch_size: in
     return total / max(count, 1)
 
 
+def nonmono_trigger(history: list[float], val_loss: float, nonmono: int) -> bool:
+    """Switch SGD -> ASGD (NT-ASGD, Merity et al. 2018; DARTS ``rnn/train.py``): more than
+    ``nonmono`` earlier epochs and a loss worse than the best of all but the last ``nonmono``."""
+    return len(history) > nonmono and val_loss > min(history[:-nonmono])
+
+
 class averaged_weights:
     """Swap ASGD's averaged parameters (``state['ax']``) into the model for a while."""
 
@@ -276,7 +282,7 @@ def train_lm(
                     "valid_loss": val_loss,
                     "valid_ppl": ppl(val_loss),
                 }
-                if not asgd and len(val_history) > cfg.nonmono and val_loss > min(val_history[: -cfg.nonmono]):
+                if not asgd and nonmono_trigger(val_history, val_loss, cfg.nonmono):
                     asgd = True
                     optimizer = make_optimizer(model, cfg, asgd)
                     record["switched_to_asgd"] = True
