@@ -16,7 +16,7 @@ from nasforge.cli.common import add_data_args
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained checkpoint: test accuracy or perplexity")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt of a `nasforge train` run (or its run directory)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt of a `nasforge train` run (or its run directory), or a file written by `nasforge export`")
     add_data_args(p, default=None)
     p.add_argument("--split", choices=("test", "valid"), default="test")
     p.add_argument("--batch-size", type=int, default=None, help="default: the run's evaluation batch size")
@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint)
     if path.is_dir():
         path = path / CHECKPOINT
-    r = evaluate_checkpoint(path, args.data, args.data_dir, device=args.device, batch_size=args.batch_size, split=args.split)
+    from nasforge.export import evaluate_exported, is_exported  # a file written by `nasforge export`
+
+    evaluate = evaluate_exported if is_exported(path) else evaluate_checkpoint
+    r = evaluate(path, args.data, args.data_dir, device=args.device, batch_size=args.batch_size, split=args.split)
     if args.json:
         print(json.dumps(r))
     elif r["kind"] == "cnn":
