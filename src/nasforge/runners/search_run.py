@@ -47,7 +47,7 @@ class MultiTrialConfig:
     q_lr: float = 0.01
     gamma: float = 1.0
     q_init: float = 0.5
-    replay_batch: int = 100
+    replay_batch: int = 64
     blocks_per_iteration: int = 64
     epsilon_schedule: list = field(default_factory=lambda: [list(x) for x in EPSILON_SCHEDULE])
     max_layers: int = 10

@@ -14,7 +14,7 @@ TPAMI version "BlockQNN: Efficient Block-wise Neural Network Architecture Genera
    trajectories with shaped rewards (eqs. 5-6).
 
 Defaults: α = 0.01, γ = 1, Table 2's ε schedule with 64 blocks per iteration [S]; replay
-of 100 trajectories per update and Q initialised to 0.5 [U, MetaQNN's values]; max layer
+of 64 trajectories per update and Q initialised to 0.5 [S, Keras reproduction]; max layer
 index 10 [S]; μ = 0.005, ρ = 0.01 [U, ours]. With a budget smaller than the paper's
 11,392 blocks, the ε schedule and the batch size shrink in proportion (same shape).
 Over ``--space nb201`` the agent picks the 6 edge ops of a NAS-Bench-201 cell and the
@@ -45,7 +45,7 @@ class BlockQNNStrategy:
         lr: float = 0.01,
         gamma: float = 1.0,
         q_init: float = 0.5,
-        replay_batch: int = 100,
+        replay_batch: int = 64,
         blocks_per_iteration: int = BLOCKS_PER_ITERATION,
         epsilon_schedule: Any = EPSILON_SCHEDULE,
         mu: float = 0.0,

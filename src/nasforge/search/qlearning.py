@@ -11,15 +11,19 @@ Zhong et al., "Practical Block-wise Neural Network Architecture Generation", CVP
 - reward shaping (eq. 6): intermediate steps get ``r_t = r_T / T`` (T = number of actions),
   the last step ``r_T``; the last transition has no successor term;
 - ε-greedy with the Table 2 schedule: ε = 1.0, 0.9, ..., 0.1 for 95, 7, 7, 7, 10, 10, 10,
-  10, 10, 12 iterations of 64 blocks [S: Keras reproduction defaults; that they equal the
-  paper's Table 2 is unverified here]. :func:`epsilon_at` stretches the schedule over a
-  shorter budget;
+  10, 10, 12 iterations of 64 blocks [S: the counts are the Keras reproduction's
+  ``epsilon_schedule``; that they equal Table 2 and count iterations of 64 blocks is
+  unverified here — the Keras code counts single blocks, but 178 networks could not take
+  "3 days on 32 GPUs" while 178 × 64 = 11,392 can]. :func:`epsilon_at` stretches the
+  schedule over a shorter budget;
 - experience replay: every finished block ``(actions, r_T)`` goes to the replay memory;
-  after each batch the agent updates Q from trajectories sampled from it. Replay size per
-  update (100) and the initial Q value (0.5) are not given in what we could check [U]; both
-  follow MetaQNN (Baker et al., 2017), on which BlockQNN builds. Each trajectory is
-  updated from its last transition backwards (as MetaQNN), so one pass carries the reward
-  to the start state.
+  after each batch the agent updates Q from ``min(|memory|, 64)`` trajectories sampled
+  from it [S: the Keras reproduction replays that many after every block, with
+  replacement; we sample without replacement]. Q starts at 0.5 [S: Keras, "random
+  guessing accuracy"]. Each trajectory is updated from its last transition backwards
+  [S: Keras, as MetaQNN], so one pass carries the reward to the start state. ``T`` in
+  eq. 6 is the episode's number of actions here; the Keras code divides by the maximum
+  layer index instead [U which the paper means].
 
 Everything (Q-table, replay memory, RNG) is in :meth:`QLearner.state_dict` as plain JSON.
 """
@@ -89,7 +93,7 @@ def _tup(x: Any) -> Any:
 
 
 class QLearner:
-    def __init__(self, grammar: Grammar, *, lr: float = 0.01, gamma: float = 1.0, q_init: float = 0.5, replay_batch: int = 100, seed: int = 0):
+    def __init__(self, grammar: Grammar, *, lr: float = 0.01, gamma: float = 1.0, q_init: float = 0.5, replay_batch: int = 64, seed: int = 0):
         self.grammar = grammar
         self.lr = lr
         self.gamma = gamma
