@@ -14,6 +14,10 @@ derived :class:`~nasforge.arch.RecurrentArch` (nodes 1..N-1; node 0 = ``s0``) is
 what :class:`nasforge.nets.RNNModel` trains. In the paper node 1 also picks its
 activation; here ``s0``'s activation is tanh (as in DARTS' translation ``ENAS_RNN``).
 
+Random children with ReLU/identity chains can blow the state up (norms of 10^6 within
+a few minibatches at lr 20); as ENAS-pytorch does, the hidden state's norm is clipped to
+25 at every time step (``max_hidden_norm``; the final :class:`RNNModel` does not clip).
+
 Embedding tied to the decoder; dropouts as in ENAS-LM/AWD-LSTM (variational on ``x`` and
 on the states fed to matrices, locked on the embedded input and on the output, word-level
 on the embedding). Sizes and dropout rates are configurable; our defaults are those of
@@ -58,11 +62,13 @@ class RecurrentSupernet(nn.Module):
         dropoutx: float = 0.75,
         dropouti: float = 0.2,
         dropoute: float = 0.1,
+        max_hidden_norm: float | None = 25.0,
     ):
         super().__init__()
         if num_nodes < 2:
             raise ArchError(f"a recurrent cell needs at least 2 nodes, got {num_nodes}")
         self.ntoken, self.nhid, self.num_nodes = ntoken, nhid, num_nodes
+        self.max_hidden_norm = max_hidden_norm
         self.dropout, self.dropouth, self.dropoutx, self.dropouti, self.dropoute = dropout, dropouth, dropoutx, dropouti, dropoute
         self.encoder = nn.Embedding(ntoken, nhid)
         self.W0 = nn.Parameter(torch.empty(2 * nhid, 2 * nhid).uniform_(-INITRANGE, INITRANGE))
@@ -112,6 +118,9 @@ class RecurrentSupernet(nn.Module):
         outs = []
         for t in range(T):
             h = self.cell(emb[t], h, arch, x_mask, h_mask)
+            if self.max_hidden_norm is not None:
+                norm = h.norm(dim=-1, keepdim=True)
+                h = h * (norm.clamp(max=self.max_hidden_norm) / norm.clamp_min(1e-12))
             outs.append(h)
         out = locked_dropout(torch.stack(outs), self.dropout, self.training)
         logits = self.decoder(out.reshape(T * B, self.nhid))
