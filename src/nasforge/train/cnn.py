@@ -37,7 +37,6 @@ from nasforge.train.common import (
     CHECKPOINT_VERSION,
     METRICS,
     RESULT,
-    TensorBoard,
     TrainResult,
     amp_enabled,
     autocast,
@@ -228,52 +227,47 @@ def train_cnn(
         if start == 0:
             say(f"{getattr(arch, 'name', '') or 'cell network'}: {params / 1e6:.3f}M parameters, {data.summary()}, {cfg.epochs} epochs on {device}")
 
-        tb = TensorBoard(run_dir, cfg.tensorboard, say)
         record: dict = {}
-        try:
-            for epoch in range(start, cfg.epochs):
-                t0 = time.perf_counter()
-                model.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
-                lr = optimizer.param_groups[0]["lr"]
-                train_loss, train_acc = train_epoch(
-                    model, loader, optimizer, scaler, criterion, cfg,
-                    device=device, amp=amp, epoch=epoch + 1, run_dir=run_dir, show_progress=show_progress,
-                )
-                scheduler.step()
-                record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": model.drop_path_prob, "train_loss": train_loss, "train_acc": train_acc}
-                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                    if data.valid is not None:
-                        record["valid_loss"], record["valid_acc"] = evaluate_classifier(model, data.valid, eval_bs, device, amp)
-                    record["test_loss"], record["test_acc"] = evaluate_classifier(model, data.test, eval_bs, device, amp)
-                    key = "valid_acc" if data.valid is not None else "test_acc"
-                    if not best or record[key] > best["value"]:
-                        best = {"metric": key, "value": record[key], "epoch": epoch + 1}
-                record["seconds"] = time.perf_counter() - t0
-                metrics.write(record)
-                tb.write(record, epoch + 1)
-                save_checkpoint(
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "version": CHECKPOINT_VERSION,
-                        "kind": "cnn",
-                        "epoch": epoch + 1,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if amp else None,
-                        "rng": get_rng_state(),
-                        "data_rng": data_gen.get_state(),
-                        "config": dataclasses.asdict(cfg),
-                        "arch": arch.to_dict(),
-                        "data": _data_info(data),
-                        "best": best,
-                        "params": params,
-                    },
-                    ckpt_path,
-                )
-                say(_epoch_line(record, cfg.epochs))
-        finally:
-            tb.close()
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            model.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss, train_acc = train_epoch(
+                model, loader, optimizer, scaler, criterion, cfg,
+                device=device, amp=amp, epoch=epoch + 1, run_dir=run_dir, show_progress=show_progress,
+            )
+            scheduler.step()
+            record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": model.drop_path_prob, "train_loss": train_loss, "train_acc": train_acc}
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                if data.valid is not None:
+                    record["valid_loss"], record["valid_acc"] = evaluate_classifier(model, data.valid, eval_bs, device, amp)
+                record["test_loss"], record["test_acc"] = evaluate_classifier(model, data.test, eval_bs, device, amp)
+                key = "valid_acc" if data.valid is not None else "test_acc"
+                if not best or record[key] > best["value"]:
+                    best = {"metric": key, "value": record[key], "epoch": epoch + 1}
+            record["seconds"] = time.perf_counter() - t0
+            metrics.write(record)
+            save_checkpoint(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "version": CHECKPOINT_VERSION,
+                    "kind": "cnn",
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if amp else None,
+                    "rng": get_rng_state(),
+                    "data_rng": data_gen.get_state(),
+                    "config": dataclasses.asdict(cfg),
+                    "arch": arch.to_dict(),
+                    "data": _data_info(data),
+                    "best": best,
+                    "params": params,
+                },
+                ckpt_path,
+            )
+            say(_epoch_line(record, cfg.epochs))
 
         if "test_acc" not in record:  # resumed a finished run: nothing trained, evaluate it
             record["test_loss"], record["test_acc"] = evaluate_classifier(model, data.test, eval_bs, device, amp)

@@ -12,14 +12,13 @@ import contextlib
 import dataclasses
 import math
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 
-from nasforge.config import from_dict, to_dict
+from nasforge.config import from_dict
 from nasforge.errors import CheckpointError, ConfigError, TrainingError
 from nasforge.utils.io import load_checkpoint
 
@@ -30,7 +29,7 @@ CHECKPOINT_FORMAT = "nasforge-train"
 CHECKPOINT_VERSION = 1
 
 #: config keys that may change between a run and its ``--resume`` (they do not change results)
-RESUME_MAY_CHANGE = ("device", "data_dir", "tensorboard")
+RESUME_MAY_CHANGE = ("device", "data_dir")
 
 
 @dataclass
@@ -80,35 +79,6 @@ def progress(iterable: Any, *, total: int, desc: str, enabled: bool) -> Any:
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
-class TensorBoard:
-    """Scalars to TensorBoard when ``torch.utils.tensorboard`` and ``tensorboard`` import."""
-
-    def __init__(self, run_dir: Path, enabled: bool, log: Callable[[str], None] = print):
-        self.writer = None
-        if not enabled:
-            return
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            log("nasforge: tensorboard is not installed; writing metrics.jsonl only (pip install tensorboard)")
-            return
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-
-    def write(self, record: dict, step: int) -> None:
-        if self.writer is None:
-            return
-        for k, v in record.items():
-            if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                self.writer.add_scalar(k, v, step)
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 def read_training_checkpoint(path: str | Path, kind: str | None = None, map_location: Any = "cpu") -> dict:
     """Load and sanity-check a training checkpoint (``kind`` "cnn" or "lm" when given)."""
     ckpt = load_checkpoint(path, map_location=map_location)
@@ -154,10 +124,6 @@ def merge_resume_config(cls: type, saved: dict, requested: dict, explicit: dict,
                 "resume with the run's own settings (or train into a new --out)"
             )
     return from_dict(cls, merged, where=f"config of {path}")
-
-
-def describe(cfg: Any) -> dict:
-    return to_dict(cfg)
 
 
 @contextlib.contextmanager

@@ -90,7 +90,6 @@ class TrainConfig:
     deterministic: bool = False
     amp: bool = True  # mixed precision (autocast + GradScaler); only on CUDA
     device: str = "auto"
-    tensorboard: bool = False  # also write TensorBoard events when tensorboard is installed
     eval_every: int = 1  # evaluate valid/test every N epochs (and always after the last)
 
     def validate(self) -> None:
@@ -154,7 +153,6 @@ class LMConfig:
     deterministic: bool = False
     amp: bool = False  # the RNN cell is kept in float32 (fp16 perplexities drift); opt in on CUDA
     device: str = "auto"
-    tensorboard: bool = False
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size", "test_batch_size", "bptt", "emsize", "nhid", "nonmono"):

@@ -49,7 +49,6 @@ from nasforge.train.common import (
     CHECKPOINT_VERSION,
     METRICS,
     RESULT,
-    TensorBoard,
     TrainResult,
     amp_enabled,
     autocast,
@@ -260,65 +259,60 @@ def train_lm(
         if start == 0:
             say(f"{getattr(arch, 'name', '') or 'recurrent cell'}: {params / 1e6:.3f}M parameters, {corpus.summary()}, {cfg.epochs} epochs on {device}")
 
-        tb = TensorBoard(run_dir, cfg.tensorboard, say)
-        try:
-            for epoch in range(start, cfg.epochs):
-                t0 = time.perf_counter()
-                train_loss = train_epoch(
-                    model, train_data, optimizer, scaler, cfg, gen,
-                    device=device, amp=amp, epoch=epoch + 1, run_dir=run_dir, show_progress=show_progress,
-                )
-                with averaged_weights(model, optimizer):
-                    val_loss = evaluate_lm(model, val_data, cfg.bptt, cfg.eval_batch_size, device, amp)
-                    if not best or val_loss < best["valid_loss"]:
-                        best = {"metric": "valid_loss", "valid_loss": val_loss, "epoch": epoch + 1}
-                        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                record = {
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            train_loss = train_epoch(
+                model, train_data, optimizer, scaler, cfg, gen,
+                device=device, amp=amp, epoch=epoch + 1, run_dir=run_dir, show_progress=show_progress,
+            )
+            with averaged_weights(model, optimizer):
+                val_loss = evaluate_lm(model, val_data, cfg.bptt, cfg.eval_batch_size, device, amp)
+                if not best or val_loss < best["valid_loss"]:
+                    best = {"metric": "valid_loss", "valid_loss": val_loss, "epoch": epoch + 1}
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            record = {
+                "epoch": epoch + 1,
+                "lr": optimizer.param_groups[0]["lr"],
+                "optimizer": "asgd" if asgd else "sgd",
+                "train_loss": train_loss,
+                "train_ppl": ppl(train_loss),
+                "valid_loss": val_loss,
+                "valid_ppl": ppl(val_loss),
+            }
+            if not asgd and nonmono_trigger(val_history, val_loss, cfg.nonmono):
+                asgd = True
+                optimizer = make_optimizer(model, cfg, asgd)
+                record["switched_to_asgd"] = True
+                say(f"epoch {epoch + 1}: validation loss stopped improving, switching to ASGD")
+            val_history.append(val_loss)
+            record["seconds"] = time.perf_counter() - t0
+            metrics.write(record)
+            save_checkpoint(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "version": CHECKPOINT_VERSION,
+                    "kind": "lm",
                     "epoch": epoch + 1,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "optimizer": "asgd" if asgd else "sgd",
-                    "train_loss": train_loss,
-                    "train_ppl": ppl(train_loss),
-                    "valid_loss": val_loss,
-                    "valid_ppl": ppl(val_loss),
-                }
-                if not asgd and nonmono_trigger(val_history, val_loss, cfg.nonmono):
-                    asgd = True
-                    optimizer = make_optimizer(model, cfg, asgd)
-                    record["switched_to_asgd"] = True
-                    say(f"epoch {epoch + 1}: validation loss stopped improving, switching to ASGD")
-                val_history.append(val_loss)
-                record["seconds"] = time.perf_counter() - t0
-                metrics.write(record)
-                tb.write(record, epoch + 1)
-                save_checkpoint(
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "version": CHECKPOINT_VERSION,
-                        "kind": "lm",
-                        "epoch": epoch + 1,
-                        "model": model.state_dict(),
-                        "best_model": best_state,
-                        "optimizer": optimizer.state_dict(),
-                        "asgd": asgd,
-                        "scaler": scaler.state_dict() if amp else None,
-                        "rng": get_rng_state(),
-                        "data_rng": gen.get_state(),
-                        "val_history": val_history,
-                        "config": dataclasses.asdict(cfg),
-                        "arch": arch.to_dict(),
-                        "data": {"name": corpus.name, "ntoken": ntoken},
-                        "best": best,
-                        "params": params,
-                    },
-                    ckpt_path,
-                )
-                say(
-                    f"epoch {epoch + 1}/{cfg.epochs} | {record['optimizer']} lr {record['lr']:g} | train ppl {record['train_ppl']:.2f} "
-                    f"| valid ppl {record['valid_ppl']:.2f} | {record['seconds']:.1f}s"
-                )
-        finally:
-            tb.close()
+                    "model": model.state_dict(),
+                    "best_model": best_state,
+                    "optimizer": optimizer.state_dict(),
+                    "asgd": asgd,
+                    "scaler": scaler.state_dict() if amp else None,
+                    "rng": get_rng_state(),
+                    "data_rng": gen.get_state(),
+                    "val_history": val_history,
+                    "config": dataclasses.asdict(cfg),
+                    "arch": arch.to_dict(),
+                    "data": {"name": corpus.name, "ntoken": ntoken},
+                    "best": best,
+                    "params": params,
+                },
+                ckpt_path,
+            )
+            say(
+                f"epoch {epoch + 1}/{cfg.epochs} | {record['optimizer']} lr {record['lr']:g} | train ppl {record['train_ppl']:.2f} "
+                f"| valid ppl {record['valid_ppl']:.2f} | {record['seconds']:.1f}s"
+            )
 
         if best_state is not None:
             load_model_state(model, best_state, ckpt_path)
