@@ -226,3 +226,25 @@ def test_bad_input_errors(tmp_path, capsys):
     # bad config value
     assert main(["search", "blockqnn", "--out", str(tmp_path / "x"), "--space", "darts", "--no-progress"]) == 2
     assert "nsc or nb201" in capsys.readouterr().err
+
+
+def test_pool_failures_are_stored_not_retried_forever(tmp_path):
+    """An evaluator exception is a failed trial at once; a worker that keeps dying fails
+    after max_retries; the search goes on and the agent gets reward 0 for both."""
+    (tmp_path / "crash").mkdir()
+    ex = LocalPoolExecutor(1)
+    try:
+        with TrialStore(tmp_path / "a.sqlite") as st:
+            s = run_trials(RandomStrategy(NSCGrammar(max_layers=2), seed=0), st, ex, evaluate="nasforge.runners.faults:no_such_function", n_trials=2, config={})
+            assert s.failed == 2 and s.retried == 0 and s.best is None
+            assert all(t.status == "failed" and t.reward == 0.0 and "no_such_function" in t.error for t in st.trials())
+        with TrialStore(tmp_path / "b.sqlite") as st:
+            s = run_trials(
+                RandomStrategy(NSCGrammar(max_layers=2), seed=0), st, ex, evaluate="nasforge.runners.faults:crash_once", n_trials=2,
+                config={"crash_trials": [1], "crash_dir": str(tmp_path / "crash")}, max_retries=0,
+            )
+            t1, t2 = st.trials()
+            assert (t1.status, t1.error, t1.attempts) == ("failed", "worker process died", 1)
+            assert t2.status == "done" and s.best.id == 2
+    finally:
+        ex.shutdown()
