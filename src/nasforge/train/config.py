@@ -151,7 +151,7 @@ class LMConfig:
     beta: float = 1e-3  # temporal activation regularisation (slowness)
     seed: int = 1267  # rnn/train.py default
     deterministic: bool = False
-    amp: bool = False  # the RNN cell is kept in float32 (fp16 perplexities drift); opt in on CUDA
+    amp: bool = False  # autocast + GradScaler on CUDA; off by default for the LM (DARTS trains it in float32)
     device: str = "auto"
 
     def validate(self) -> None:

@@ -1,0 +1,119 @@
+"""Time and peak memory of one training step of a zoo cell network at DARTS's CIFAR evaluation settings.
+
+One step = forward (with the auxiliary head and drop path 0.2), cross-entropy + 0.4 ×
+auxiliary loss, backward, gradient-norm clip 5 and an SGD step (momentum 0.9, weight
+decay 3e-4), on a random batch of 96 × 3 × 32 × 32 images: the inner loop of
+``nasforge.train.cnn.train_epoch`` with the DARTS defaults (20 cells, C = 36).
+
+Reports the median (and min/max) wall time over ``--steps`` steps after ``--warmup``
+steps, and the process's peak resident memory (``resource.getrusage`` ``ru_maxrss``;
+on Linux in KiB). For the whole-process peak as the kernel sees it, run under GNU time::
+
+    OMP_NUM_THREADS=2 flock /tmp/nasforge-heavy.lock /usr/bin/time -v \\
+        python benchmarks/train_step.py --threads 2
+
+Results are printed as text and, with ``--json PATH``, written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nasforge.arch import load_arch
+from nasforge.nets import build_network
+from nasforge.train.cnn import count_params
+from nasforge.utils.device import resolve_device
+
+
+def peak_rss_mib() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / 2**20  # KiB on Linux, bytes on macOS
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="DARTS_V2")
+    p.add_argument("--layers", type=int, default=20)
+    p.add_argument("--channels", type=int, default=36)
+    p.add_argument("--batch-size", type=int, default=96)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--drop-path", type=float, default=0.2)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    a = p.parse_args(argv)
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    device = resolve_device(a.device)
+    arch = load_arch(a.arch)
+    model = build_network(arch, num_classes=10, in_channels=3, input_size=a.size, C=a.channels, layers=a.layers, auxiliary=True, drop_path_prob=a.drop_path).to(device)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    x = torch.randn(a.batch_size, 3, a.size, a.size, device=device)
+    y = torch.randint(0, 10, (a.batch_size,), device=device)
+    rss_before = peak_rss_mib()
+
+    def step() -> float:
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        logits, aux = model(x)
+        loss = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    for _ in range(a.warmup):
+        step()
+    times = [step() for _ in range(a.steps)]
+    res = {
+        "arch": a.arch,
+        "layers": a.layers,
+        "channels": a.channels,
+        "batch_size": a.batch_size,
+        "input": [3, a.size, a.size],
+        "params_M_without_aux": count_params(model) / 1e6,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "warmup": a.warmup,
+        "steps": a.steps,
+        "step_s_median": statistics.median(times),
+        "step_s_min": min(times),
+        "step_s_max": max(times),
+        "images_per_s": a.batch_size / statistics.median(times),
+        "peak_rss_MiB": peak_rss_mib(),
+        "peak_rss_MiB_after_build": rss_before,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+    }
+    if device.type == "cuda":
+        res["cuda_peak_alloc_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
+    print(
+        f"{a.arch} {a.layers} cells C={a.channels} batch {a.batch_size} {a.size}x{a.size} on {device} ({res['threads']} threads): "
+        f"median {res['step_s_median']:.3f} s/step (min {res['step_s_min']:.3f}, max {res['step_s_max']:.3f}; {a.steps} steps after {a.warmup} warm-up), "
+        f"{res['images_per_s']:.1f} images/s, peak RSS {res['peak_rss_MiB']:.0f} MiB, {res['params_M_without_aux']:.2f}M params"
+    )
+    if a.json:
+        with open(a.json, "w", encoding="utf-8") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
