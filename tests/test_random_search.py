@@ -56,3 +56,8 @@ def test_cli_random_over_nb201(shared_data, tmp_path, capsys):
     assert main(["search", "random", "--space", "nb201", "--trials", "30", "--out", str(out), "--resume", "--no-progress"]) == 0
     recs2 = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(recs2) == 30 and recs2[:25] == recs
+    # a resume must be the same method over the same space
+    assert main(["search", "blockqnn", "--space", "nb201", "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "holds a random search" in capsys.readouterr().err
+    assert main(["search", "random", "--space", "nsc", "--out", str(out), "--resume", "--no-progress"]) == 2
+    assert "space 'nb201'" in capsys.readouterr().err

@@ -252,13 +252,15 @@ def run_search(method: str, args: argparse.Namespace) -> int:
         if resume:
             if store.get_state("method") not in (None, method):
                 raise ConfigError(f"{out} holds a {store.get_state('method')} search, not {method}")
+            if store.get_state("space") not in (None, cfg.space):
+                raise ConfigError(f"{out} holds a search over space {store.get_state('space')!r}, not {cfg.space!r}")
             restored = load_strategy_state(store, strategy)
             print(
                 f"resuming: {store.count('done') + store.count('failed')} finished trials kept, {store.count('pending')} to re-run, "
                 f"strategy state {'restored' if restored else 'not saved yet (fresh start)'}"
             )
         else:
-            store.save_state({"method": method})
+            store.save_state({"method": method, "space": cfg.space})
         out.mkdir(parents=True, exist_ok=True)
         write_config(cfg, out / "config.yaml")
         metrics_path = out / "metrics.jsonl"
