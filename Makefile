@@ -15,6 +15,7 @@ install: $(STAMP)
 
 # Trains a zoo cell (DARTS_V2) on scikit-learn's digits and prints its test accuracy.
 demo: $(STAMP)
+	rm -rf runs/demo
 	$(VENV)/bin/nasforge train DARTS_V2 --data digits --config configs/demo.yaml --out runs/demo
 
 # The test command CI runs (via .ci/run). Exit 5 (no tests collected) counts as a pass.
