@@ -170,6 +170,8 @@ class Controller(nn.Module):
                 else:
                     x = anchors[a]
             else:  # Skips
+                if step.n > len(anchors):
+                    raise ConfigError(f"decision step {k} chooses skips among {step.n} anchors but only {len(anchors)} exist")
                 if step.n > 0:
                     logit = self._attention(anchors_w, step.n, h)  # sigmoid(logit) = P(skip)
                     if self.tanh_constant is not None:
@@ -179,7 +181,8 @@ class Controller(nn.Module):
                         bits = torch.bernoulli(p.detach(), generator=generator)
                     else:
                         bits = torch.zeros_like(p)
-                        bits[list(given)] = 1.0
+                        if len(given):
+                            bits[torch.tensor([int(j) for j in given], device=dev)] = 1.0
                     log_prob = log_prob + (bits * F.logsigmoid(logit) + (1 - bits) * F.logsigmoid(-logit)).sum()
                     ent = -(p * F.logsigmoid(logit) + (1 - p) * F.logsigmoid(-logit))
                     entropy = entropy + ent.sum()
@@ -202,7 +205,12 @@ class Controller(nn.Module):
         return self(generator=generator).actions
 
     def log_prob(self, actions: list) -> torch.Tensor:
+        """Log-probability of ``actions`` (differentiable)."""
         return self(actions=actions).log_prob
+
+    @torch.no_grad()
+    def probability(self, actions: list) -> float:
+        return float(self(actions=actions).log_prob.exp())
 
 
 class Reinforce:
