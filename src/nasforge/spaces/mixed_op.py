@@ -29,43 +29,43 @@ import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce, make_op
 
-_DIMS = (0, 2, 3)
-
-
 class _BNMix(torch.autograd.Function):
-    """``w · BN_train(z)`` for BN without affine; saves only x̂ and 1/σ.
+    """``w · BN_train(z)`` for BN without affine; saves only x̂ (and the per-channel 1/σ).
 
-    Forward also updates the running statistics (unbiased variance, like
-    ``nn.BatchNorm2d``). Backward: with g the output gradient and m the number of
-    elements per channel, ``∂w = Σ g·x̂`` and ``∂z = w/σ · (g − mean(g) − x̂·mean(g·x̂))``.
-    No double backward: the exact-HVP reference in the tests uses ``fused=False``.
+    Forward: ``native_batch_norm`` (which also updates the running statistics, unbiased
+    variance, like ``nn.BatchNorm2d``) then the product. Backward, with g the output
+    gradient: ``∂w = Σ g·x̂`` and ``∂z = w/σ · (g − mean(g) − x̂·mean(g·x̂))``, both from
+    one ``native_batch_norm_backward`` call fed x̂ as its input (mean 0, 1/σ = 1) and
+    ``w/σ`` as its per-channel weight. No double backward: the exact-HVP reference in the
+    tests uses ``fused=False``.
     """
 
     @staticmethod
     def forward(ctx, z, w, running_mean, running_var, momentum: float, eps: float):  # type: ignore[override]
-        var, mean = torch.var_mean(z, dim=_DIMS, unbiased=False, keepdim=True)
-        invstd = torch.rsqrt(var + eps)
-        xhat = (z - mean) * invstd
-        if running_mean is not None and momentum > 0.0:
-            m = z.numel() // z.shape[1]
-            running_mean.mul_(1.0 - momentum).add_(mean.reshape(-1), alpha=momentum)
-            running_var.mul_(1.0 - momentum).add_(var.reshape(-1) * (m / max(m - 1, 1)), alpha=momentum)
+        xhat, _mean, invstd = torch.native_batch_norm(z, None, None, running_mean, running_var, True, momentum, eps)
         ctx.save_for_backward(xhat, invstd, w)
         return xhat * w
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         xhat, invstd, w = ctx.saved_tensors
-        g_mean = g.mean(dim=_DIMS, keepdim=True)
-        gx_sum = (g * xhat).sum(dim=_DIMS, keepdim=True)
+        C = xhat.shape[1]
+        scale = (invstd * w).to(xhat.dtype)
+        zeros = torch.zeros(C, dtype=invstd.dtype, device=invstd.device)
+        ones = torch.ones(C, dtype=invstd.dtype, device=invstd.device)
+        mask = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]), False]
+        gz, gw, _ = torch.ops.aten.native_batch_norm_backward(g.contiguous(memory_format=_fmt(xhat)), xhat, scale, None, None, zeros, ones, True, 0.0, mask)
         grad_w = None
         if ctx.needs_input_grad[1]:
-            grad_w = gx_sum.sum().reshape(w.shape)
-        grad_z = None
-        if ctx.needs_input_grad[0]:
-            m = g.numel() // g.shape[1]
-            grad_z = (g - g_mean - xhat * (gx_sum / m)) * (invstd * w)
-        return grad_z, grad_w, None, None, None, None
+            # native grad_weight = Σ g · (x̂ − 0)·1 per channel
+            grad_w = gw.sum().reshape(w.shape)
+        return (gz if mask[0] else None), grad_w, None, None, None, None
+
+
+def _fmt(t: torch.Tensor) -> torch.memory_format:
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def bn_mix(z: torch.Tensor, w: torch.Tensor | None, bn: nn.BatchNorm2d, fused: bool = True) -> torch.Tensor:
