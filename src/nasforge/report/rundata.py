@@ -112,16 +112,17 @@ class RunData:
 
     def wall_seconds(self) -> float | None:
         """Search/training wall time: ``compare_wall.json`` (written by ``nasforge
-        compare``), else the sum of per-epoch ``seconds``, else the trial store's span."""
+        compare``), else the sum of per-epoch ``seconds``/``time``, else the trial store's span."""
         p = self.path / "compare_wall.json"
         if p.is_file():
             try:
                 return float(json.loads(p.read_text())["seconds"])
             except (ValueError, KeyError, TypeError):
                 pass
-        secs = [r["seconds"] for r in self.records if isinstance(r.get("seconds"), (int, float)) and "epoch" in r]
-        if secs:
-            return float(sum(secs))
+        for key in ("seconds", "time"):  # per-epoch durations (DARTS/SNAS/training: seconds, ENAS: time)
+            secs = [r[key] for r in self.records if isinstance(r.get(key), (int, float)) and "epoch" in r]
+            if secs:
+                return float(sum(secs))
         times = [(t.get("created"), t.get("finished")) for t in self.trials]
         starts = [a for a, _ in times if a is not None]
         ends = [b for _, b in times if b is not None]
