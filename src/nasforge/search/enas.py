@@ -158,7 +158,7 @@ def cosine_restart_lr(epoch: int, lr_max: float, lr_min: float, t0: int, tmul: i
 class ENAS:
     """ENAS search over a shared-weight space; ``run()`` returns the derived architecture."""
 
-    def __init__(self, cfg: EnasConfig, run_dir: str | Path | None = None, *, progress: bool = True):
+    def __init__(self, cfg: EnasConfig, run_dir: str | Path | None = None, *, progress: bool = True, table: Any = None):
         cfg.validate()
         cfg = cfg.resolved()
         self.cfg = cfg
@@ -171,6 +171,7 @@ class ENAS:
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order and reward batches
         self.epoch = 0
         self.history: list[dict] = []
+        self.table = table  # nb201: a loaded NB201Table (else read from cfg.nb201_table)
         self.net: nn.Module | None = None
         self.w_opt: torch.optim.Optimizer | None = None
         self._build()
@@ -189,7 +190,9 @@ class ENAS:
         if cfg.space == "nb201":
             from nasforge.spaces.nb201_table import NB201Table
 
-            self.table = NB201Table.load(cfg.nb201_table)
+            if self.table is None:
+                self.table = NB201Table.load(cfg.nb201_table)
+            self.seen: dict[tuple[str, ...], float] = {}
             self.layout = nb201_layout()
             self.decode: Callable[[list], Any] = self._decode_nb201
             return
@@ -475,7 +478,6 @@ class ENAS:
         from nasforge.spaces.nb201_table import ops_to_cellstr
 
         cfg = self.cfg
-        self.seen: dict[tuple[str, ...], float] = {}
         metrics = self._start(resume)
         chunk = cfg.controller_steps
         while self.rl.steps < cfg.trials:
