@@ -19,6 +19,14 @@ from nasforge.search.darts_rnn import DartsRNNConfig, DartsRNNSearch, alpha_entr
 from nasforge.spaces.rnn_supernet import ACTIVATION_FNS, RNN_PRIMITIVES, MixedRecurrentCell, derive_recurrent, edge_index, num_edges
 from nasforge.utils.io import load_checkpoint, read_jsonl
 
+@pytest.fixture(autouse=True)
+def _restore_deterministic_mode():
+    """``--deterministic`` switches a process-wide torch flag: put it back after each test."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
 NO_DROPOUT = {"dropout": 0.0, "dropouth": 0.0, "dropoutx": 0.0, "dropouti": 0.0, "dropoute": 0.0}
 
 
@@ -87,6 +95,20 @@ def test_fused_mixing_equals_the_code_formula():
         h = code_cell_reference(cell, x[t], h, weights)
         torch.testing.assert_close(out[t], h, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(h_last, h)
+
+
+def test_recompute_gives_the_same_gradients():
+    cell = tiny_cell(steps=4)
+    x = torch.randn(3, 5, 3, dtype=torch.double)
+    h0 = torch.randn(5, 4, dtype=torch.double)
+    alpha = torch.randn(num_edges(4), 5, dtype=torch.double, requires_grad=True)
+    grads = []
+    for recompute in (False, True):
+        cell.recompute = recompute
+        out, _ = cell(x, h0, F.softmax(alpha, -1))
+        grads.append(torch.autograd.grad(out.pow(2).sum(), [alpha, cell._W0, cell._Ws[2]]))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_alpha_gradient_matches_finite_differences():

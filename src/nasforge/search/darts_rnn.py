@@ -92,6 +92,7 @@ class DartsRNNConfig:
     arch_wdecay: float = 1e-3
     alpha_init_std: float = 1e-3
     order: int = 1  # 1: first order; 2: unrolled second order (§2.3)
+    recompute: bool = False  # activation checkpointing of the cell, time step by time step (less memory)
     max_steps: Optional[int] = None  # training steps per epoch (None: the whole training split)
     eval_max_batches: Optional[int] = None  # validation batches per epoch (None: the whole split)
     seed: int = 2  # the code's default seed
@@ -162,6 +163,7 @@ class DartsRNNSearch:
             cfg.dropouti,
             cfg.dropoute,
             steps=cfg.steps,
+            recompute=cfg.recompute,
         ).to(self.device)
         self.alpha = (cfg.alpha_init_std * torch.randn(num_edges(cfg.steps), len(RNN_PRIMITIVES))).to(self.device).requires_grad_(True)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.wdecay)
@@ -199,7 +201,7 @@ class DartsRNNSearch:
         if self._mask_seed is None:
             log_prob, h = self.model(data, hidden, self.op_weights())
         else:
-            devices = [self.device] if self.device.type == "cuda" else []
+            devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self._mask_seed + (0 if kind == "train" else 1))
                 log_prob, h = self.model(data, hidden, self.op_weights())
@@ -417,6 +419,7 @@ _FLAG_KEYS = {
     "lr": "lr",
     "arch_lr": "arch_lr",
     "arch_wdecay": "arch_weight_decay",
+    "recompute": "checkpoint_cells",
 }
 
 
