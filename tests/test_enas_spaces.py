@@ -163,3 +163,10 @@ def test_space_rejects_an_arch_of_the_wrong_size():
     net = MacroSupernet(10, 1, num_layers=3, C=4)
     with pytest.raises(ArchError, match="3"):
         net.check(MacroArch([MacroLayer(MACRO_OPS[0])]))
+
+
+def test_macro_drawing_has_chain_skips_and_pooling():
+    from nasforge.report.draw import graph
+
+    src = graph(load_arch("ENAS_macro")).source
+    assert "l23" in src and "dashed" in src and src.count("factorised reduction") == 2
