@@ -9,7 +9,7 @@ Pham et al. 2018, §2.3 and the official code (melodyguan/enas@4bcfd73,
   depthwise-separable ``k×k`` conv (``sep_conv_k``) with BN-ReLU, or a 3×3 pool with
   stride 1 (``avg_pool_3x3``/``max_pool_3x3``);
 - skip connections: the branch output and the outputs of the layers in ``skips`` are
-  concatenated and a 1×1 conv + BN maps them back to ``C`` channels (``_fixed_layer``);
+  concatenated and ReLU, 1×1 conv, BN map them back to ``C`` channels (``_fixed_layer``);
 - pooling: after layers ``L//3 - 1`` and ``2L//3 - 1`` every earlier layer's output is
   halved in resolution with a factorised reduction; in the final (fixed-arc) network the
   channel count doubles there, in the search network it stays ``C`` (``general_child``);
@@ -91,7 +91,7 @@ class MacroNetwork(nn.Module):
             self.branches.append(MacroBranch(layer.op, c_prev, c_cur))
             if layer.skips:
                 c_cat = c_cur + sum(widths[j] for j in layer.skips)
-                self.combines.append(nn.Sequential(nn.Conv2d(c_cat, c_cur, 1, bias=False), nn.BatchNorm2d(c_cur)))
+                self.combines.append(nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c_cat, c_cur, 1, bias=False), nn.BatchNorm2d(c_cur)))
             else:
                 self.combines.append(nn.Identity())
             widths.append(c_cur)

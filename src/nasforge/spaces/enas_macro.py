@@ -9,7 +9,7 @@ chosen branch per layer. Defaults of the official ``cifar10_macro_search.sh``: 1
 during search, ``general_child.py``).
 
 Skip connections: the branch output and the chosen earlier layers are concatenated and
-mapped back to ``C`` channels by a 1×1 conv + BN. The 1×1 conv of layer ``i`` owns a
+mapped back to ``C`` channels by ReLU, 1×1 conv, BN (as ``general_child._fixed_layer``). The 1×1 conv of layer ``i`` owns a
 ``(C, C·(i+1))`` weight; a child uses the column blocks of its chosen inputs, so every
 skip pattern shares it (the slicing trick of the micro search code's final combine).
 The official macro *search* code instead sums the skip inputs (``_enas_layer``); its
@@ -61,7 +61,7 @@ class MacroSupernet(nn.Module):
             if layer.skips:
                 blocks = [0] + [1 + j for j in layer.skips]
                 w = torch.cat([self.combine_w[i][:, b * self.C : (b + 1) * self.C] for b in blocks], dim=1)
-                h = self.combine_bn[i](F.conv2d(torch.cat([h] + [outputs[j] for j in layer.skips], dim=1), w))
+                h = self.combine_bn[i](F.conv2d(torch.relu(torch.cat([h] + [outputs[j] for j in layer.skips], dim=1)), w))
             outputs.append(h)
             if i in self.pool_at:
                 outputs = [red(o) for red, o in zip(self.reductions[str(i)], outputs)]
