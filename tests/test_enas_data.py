@@ -50,3 +50,27 @@ def test_reinforce_beats_random_search_on_nb201(shared_data):
         rl.append(table.accuracy(best, "cifar10-test"))
         rs.append(_random_search(table, seed, 300))
     assert statistics.mean(rl) > statistics.mean(rs), (rl, rs)
+
+
+def test_nb201_cli_writes_a_cell_and_resumes(shared_data, tmp_path):
+    import contextlib
+    import io
+
+    from nasforge import cli
+
+    def run(*args):
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            return cli.main(list(args)), err.getvalue()
+
+    out = tmp_path / "nb"
+    rc, err = run("search", "enas", "--space", "nb201", "--trials", "40", "--controller-steps", "20", "--no-progress", "--out", str(out))
+    assert rc == 0, err
+    arch = load_arch(out / "arch.json")
+    assert arch.kind == "cell" and arch.inputs == 1 and arch.meta["queries"] == 40
+    recs = read_jsonl(out / "metrics.jsonl")
+    assert [r["queries"] for r in recs] == [20, 40]
+    # continuing the finished run to more trials is not allowed to lose the first records
+    rc, err = run("search", "enas", "--space", "nb201", "--trials", "60", "--controller-steps", "20", "--no-progress", "--out", str(out), "--resume")
+    assert rc == 0, err
+    assert [r["queries"] for r in read_jsonl(out / "metrics.jsonl")] == [20, 40, 60]
