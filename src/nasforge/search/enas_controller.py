@@ -15,10 +15,12 @@ decision type, as in the paper), and its output ``h`` gives the logits:
 - ``Index(n)``: one of the first ``n`` *anchors* (the LSTM outputs recorded at earlier
   nodes), by attention ``v · tanh(W1 anchor_j + W2 h)``; next input = the chosen anchor
   (``micro_controller.py``). Used for a node's input (micro cells, recurrent cells).
-- ``Skips(n)``: an independent yes/no for each of the first ``n`` anchors with
-  ``P(skip j) = sigmoid(v · tanh(W1 anchor_j + W2 h))`` (§2.3); the KL divergence of
-  these probabilities from a target skip probability ``rho = 0.4`` is returned as
-  ``skip_penalty``. The step then records its own ``h`` as a new anchor; next input =
+- ``Skips(n)``: an independent yes/no for each of the first ``n`` anchors, by attention
+  ``s_j = v · tanh(W1 anchor_j + W2 h)`` (squashed like the logits) and
+  ``P(skip j) = sigmoid(2 s_j)`` (§2.3; the code samples from ``softmax([-s_j, s_j])``,
+  which is the same); the KL divergence of these probabilities from a target skip
+  probability ``rho = 0.4``, averaged over layers, is returned as ``skip_penalty`` (the
+  code's KL uses ``sigmoid(s_j)``; we use the sampling probability). The step then records its own ``h`` as a new anchor; next input =
   ``sum(chosen anchors) / (1 + #skips)`` (``general_controller.py``).
 - ``Anchor()``: record ``h`` as an anchor without a decision; next input = a learned
   "go" embedding.
@@ -26,7 +28,8 @@ decision type, as in the paper), and its output ``h`` gives the logits:
 Where the official code differs (melodyguan/enas@4bcfd73, ``scripts/*.sh``, ``main.py``):
 ``lstm_size = 64``; tanh constant 1.5 (1.10 for micro search) with op logits using
 ``tanh_constant / 2.5`` (``--controller_op_tanh_reduce``) and no temperature; controller
-lr 1e-3 (3.5e-3 micro); 50 controller steps per epoch (30 micro), each aggregating the
+lr 1e-3 (3.5e-3 micro), Adam with ``beta1 = 0`` and ``epsilon = 1e-3`` (``utils.get_train_ops``,
+which we use too); 50 controller steps per epoch (30 micro), each aggregating the
 gradients of 20 (10) samples; the skip KL term is weighted 0.8 and ADDED to the loss; the
 baseline starts at 0 (we start it at the first reward, as ENAS-pytorch does, so a run of a
 few hundred steps is not spent warming it up). ENAS-LM (the corrected PTB code) uses a
@@ -141,6 +144,7 @@ class Controller(nn.Module):
         log_prob = torch.zeros((), device=dev)
         entropy = torch.zeros((), device=dev)
         skip_penalty = torch.zeros((), device=dev)
+        skip_layers = 0
         for k, step in enumerate(self.layout):
             h, c = self.lstm(x, hc)
             hc = (h, c)
@@ -173,9 +177,8 @@ class Controller(nn.Module):
                 if step.n > len(anchors):
                     raise ConfigError(f"decision step {k} chooses skips among {step.n} anchors but only {len(anchors)} exist")
                 if step.n > 0:
-                    logit = self._attention(anchors_w, step.n, h)  # sigmoid(logit) = P(skip)
-                    if self.tanh_constant is not None:
-                        logit = self._squash(logit)
+                    # the code samples from softmax([-s, s]) = sigmoid(2s), s = squashed score
+                    logit = 2.0 * self._squash(self._attention(anchors_w, step.n, h))
                     p = torch.sigmoid(logit)
                     if given is None:
                         bits = torch.bernoulli(p.detach(), generator=generator)
@@ -189,6 +192,7 @@ class Controller(nn.Module):
                     rho = self.skip_target
                     kl = p * (torch.log(p + 1e-8) - math.log(rho)) + (1 - p) * (torch.log(1 - p + 1e-8) - math.log(1 - rho))
                     skip_penalty = skip_penalty + kl.sum()
+                    skip_layers += 1
                     chosen = [int(j) for j in torch.nonzero(bits).view(-1).tolist()]
                     stacked = torch.cat(anchors[: step.n], dim=0)
                     x = (bits.view(1, -1) @ stacked) / (1.0 + bits.sum())
@@ -198,6 +202,8 @@ class Controller(nn.Module):
                 out.append(chosen)
                 anchors.append(h)
                 anchors_w.append(self.attn_anchor(h))
+        if skip_layers:
+            skip_penalty = skip_penalty / skip_layers  # mean over layers, as the code
         return Sample(out, log_prob, entropy, skip_penalty)
 
     @torch.no_grad()
