@@ -11,7 +11,7 @@ or collect existing run directories::
     nasforge compare --runs runs/darts runs/snas --out cmp
 
 Budget: ``--epochs`` for one-shot methods (darts, snas, enas), ``--trials`` for
-multi-trial ones (blockqnn, random). ``--args METHOD=ARGS`` (repeatable; ``all=`` for
+multi-trial ones (blockqnn, random); ``--budget N`` sets both where not given. ``--args METHOD=ARGS`` (repeatable; ``all=`` for
 every method) passes more flags to a method's search. ``--retrain-epochs N`` trains every
 found architecture from scratch with ``nasforge train`` (``--retrain-args`` for its
 flags) into ``RUN/retrain``. Writes ``compare.csv``, ``compare.md``, ``compare.html``
@@ -53,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="budget of one-shot methods (darts, snas, enas): search epochs")
     p.add_argument("--trials", type=int, default=None, help="budget of multi-trial methods (blockqnn, random): trials")
+    p.add_argument("--budget", type=int, default=None, help="shorthand: --epochs and --trials both N where not given")
     p.add_argument("--device", default=None, help="device for every run (auto, cpu, cuda)")
     p.add_argument("--args", action="append", default=[], metavar="METHOD=ARGS", help="more search flags for METHOD (or all=...)")
     p.add_argument("--retrain-epochs", type=int, default=None, help="retrain every found architecture from scratch for N epochs")
@@ -216,7 +217,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either --runs (collect existing runs) or --methods (run them), not both")
     if not args.runs and not args.methods:
         raise ConfigError("nothing to compare: give --methods (with --space) or --runs")
-    for name in ("epochs", "trials", "retrain_epochs", "cost_layers", "cost_channels"):
+    if args.budget is not None:
+        args.epochs = args.epochs if args.epochs is not None else args.budget
+        args.trials = args.trials if args.trials is not None else args.budget
+    for name in ("epochs", "trials", "budget", "retrain_epochs", "cost_layers", "cost_channels"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
