@@ -312,12 +312,14 @@ def macro_layout(num_layers: int, num_ops: int = 6) -> list[Step]:
 
 
 def micro_layout(num_nodes: int = 5, num_ops: int = 5, num_inputs: int = 2) -> list[Step]:
-    """Normal then reduction cell (§2.4): per node 2 × (input index, op)."""
+    """Normal then reduction cell (§2.4): per node its two inputs, then their two ops
+    (``micro_controller.py`` order: index_1, index_2, op_1, op_2). The code records the
+    two cell inputs' anchors as zeros; ours are the LSTM outputs of two "go" steps."""
     out: list[Step] = []
     for _cell in ("normal", "reduce"):
         out += [Anchor() for _ in range(num_inputs)]
         for j in range(num_nodes):
-            out += [Index(num_inputs + j), Choice("op", num_ops), Index(num_inputs + j), Choice("op", num_ops), Anchor()]
+            out += [Index(num_inputs + j), Index(num_inputs + j), Choice("op", num_ops), Choice("op", num_ops), Anchor()]
     return out
 
 

@@ -63,7 +63,7 @@ class MicroSupernet(nn.Module):
 
 def decode_micro(actions: list, nodes: int = 5) -> CellArch:
     """Controller actions (normal then reduce; per cell 2 anchors, then per node
-    ``[input, op, input, op, anchor]``) to a ``cell`` architecture."""
+    ``[input_1, input_2, op_1, op_2, anchor]``) to a ``cell`` architecture."""
     per_cell = NUM_INPUTS + 5 * nodes
     if len(actions) != 2 * per_cell:
         raise ArchError(f"micro actions for {nodes} nodes must have {2 * per_cell} entries, got {len(actions)}")
@@ -73,6 +73,6 @@ def decode_micro(actions: list, nodes: int = 5) -> CellArch:
         node_list = []
         for j in range(nodes):
             a = acts[5 * j : 5 * j + 5]
-            node_list.append([(ENAS_MICRO_PRIMITIVES[int(a[1])], int(a[0])), (ENAS_MICRO_PRIMITIVES[int(a[3])], int(a[2]))])
+            node_list.append([(ENAS_MICRO_PRIMITIVES[int(a[2])], int(a[0])), (ENAS_MICRO_PRIMITIVES[int(a[3])], int(a[1]))])
         cells.append(CellGenotype(nodes=node_list, concat=cell_concat(node_list)))
     return CellArch(normal=cells[0], reduce=cells[1], inputs=NUM_INPUTS, name="ENAS_micro_search", op_set="darts")
