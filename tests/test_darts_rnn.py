@@ -1,5 +1,6 @@
 """DARTS recurrent-cell search: mixed cell (against the code's formula, α gradient vs finite
-differences), derivation, a tiny end-to-end search, exact resume, PTB, second order."""
+differences, recomputation), derivation, a tiny end-to-end search, exact resume, errors,
+PTB, the CLI with `nasforge train`, second order (runs; matches the exact unrolled gradient)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from nasforge.errors import CheckpointError, ConfigError
 from nasforge.search.darts_rnn import DartsRNNConfig, DartsRNNSearch, alpha_entropy, run_rnn_search
 from nasforge.spaces.rnn_supernet import ACTIVATION_FNS, RNN_PRIMITIVES, MixedRecurrentCell, derive_recurrent, edge_index, num_edges
 from nasforge.utils.io import load_checkpoint, read_jsonl
+
 
 @pytest.fixture(autouse=True)
 def _restore_deterministic_mode():
