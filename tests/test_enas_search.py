@@ -127,3 +127,27 @@ def test_shared_weight_training_lowers_the_loss_of_sampled_children():
     losses = [r["train_loss"] for r in s.history]
     assert losses[-1] < losses[0] - 0.05
     assert max(r["valid_acc"] for r in s.history[-2:]) > 0.2  # 10 classes: above chance
+
+
+def test_rnn_search_then_nasforge_train_on_the_derived_recurrent_cell(tmp_path):
+    """A tiny word corpus folder: ENAS RNN search, then the LM trainer on its arch.json."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = __import__("random").Random(0)
+    words = [f"w{i}" for i in range(30)]
+    for split, n in (("train", 400), ("valid", 80), ("test", 80)):
+        lines = [" ".join(rng.choice(words[: 5 + (k % 25)]) for _ in range(8)) for k in range(n)]
+        (corpus / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "search"
+    rc, _, err = run_cli("search", "enas", "--space", "rnn", "--data", str(corpus), "--layers", "5", "--channels", "16",
+                         "--batch-size", "8", "--bptt", "10", "--controller-steps", "2", "--max-steps", "5", "--epochs", "1",
+                         "--derive-samples", "2", "--eval-batches", "1", "--device", "cpu", "--no-progress", "--out", str(out))
+    assert rc == 0, err
+    arch = load_arch(out / "arch.json")
+    assert arch.kind == "recurrent" and len(arch.nodes) == 4
+    cfg = tmp_path / "lm.yaml"
+    cfg.write_text("emsize: 16\nnhid: 16\nbatch_size: 8\neval_batch_size: 4\ntest_batch_size: 4\nbptt: 10\n")
+    rc, stdout, err = run_cli("train", str(out / "arch.json"), "--data", str(corpus), "--config", str(cfg), "--epochs", "1",
+                              "--device", "cpu", "--no-progress", "--out", str(tmp_path / "lm"))
+    assert rc == 0, err
+    assert "perplexity" in stdout.lower()
