@@ -13,8 +13,10 @@ training batch and takes the SGD step (what one minibatch costs in ENAS phase 1)
 *controller step* samples a child with gradients, scores it on one validation batch
 (no grad) and takes the REINFORCE/Adam step (phase 2). ``--mode darts-micro`` times a
 first-order DARTS weight step on the same supernet (every op of every edge runs,
-weights = softmax(α)) for the comparison "one ENAS micro step ≈ one child, far less
-than a DARTS step on the same cell count". Random data; no data set needed.
+weights = softmax(α)) and ``--mode micro-child`` one sampled child built as a stand-alone
+network (``nets.build_network``, same cells/channels/batch), for the comparison "one
+ENAS micro step ≈ one child's forward/backward, far less than a DARTS step on the same
+cell count". Random data; no data set needed.
 
 Run one mode per process, e.g.::
 
@@ -62,7 +64,7 @@ def _timed(fn, steps: int, warmup: int, dev: torch.device) -> list[float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mode", choices=("macro", "micro", "rnn", "darts-micro"), default="macro")
+    p.add_argument("--mode", choices=("macro", "micro", "rnn", "darts-micro", "micro-child"), default="macro")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--channels", type=int, default=None)
     p.add_argument("--layers", type=int, default=None)
@@ -77,7 +79,7 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     dev = resolve_device(a.device)
     torch.manual_seed(0)
-    defaults = {"macro": (128, 36, 12), "micro": (160, 20, 6), "darts-micro": (160, 20, 6), "rnn": (64, a.nhid, 12)}
+    defaults = {"macro": (128, 36, 12), "micro": (160, 20, 6), "darts-micro": (160, 20, 6), "micro-child": (160, 20, 6), "rnn": (64, a.nhid, 12)}
     bs, C, L = defaults[a.mode]
     bs, C, L = a.batch_size or bs, a.channels or C, a.layers or L
 
@@ -123,7 +125,26 @@ def main() -> None:
     result: dict = {"mode": a.mode, "device": str(dev), "batch_size": bs, "channels": C, "layers": L,
                     "threads": torch.get_num_threads(), "params_M": sum(p.numel() for p in net.parameters()) / 1e6}
 
-    if a.mode == "darts-micro":
+    if a.mode == "micro-child":
+        # one sampled micro child as a stand-alone network (same cells, channels, batch)
+        from nasforge.nets import build_network
+
+        arch = decode(ctrl.sample())
+        child = build_network(arch, num_classes=10, in_channels=3, input_size=32, C=C, layers=L + 2).to(dev)
+        if dev.type == "cpu":
+            child = child.to(memory_format=torch.channels_last)
+        copt = torch.optim.SGD(child.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+
+        def child_step():
+            loss = F.cross_entropy(child(x)[0], y)
+            copt.zero_grad(set_to_none=True)
+            loss.backward()
+            copt.step()
+
+        times = _timed(child_step, a.steps, a.warmup, dev)
+        result["standalone_child_step_s"] = statistics.median(times)
+        result["child_params_M"] = sum(p.numel() for p in child.parameters()) / 1e6
+    elif a.mode == "darts-micro":
         sn = net.net  # the CellSupernet under the ENAS adapter
         alphas = {t: (1e-3 * torch.randn(sn.num_edges, sn.num_ops, device=dev)).requires_grad_() for t in ("normal", "reduce")}
 
