@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from nasforge.errors import ArchError
 from nasforge.ops import DARTS_PRIMITIVES, ENAS_MICRO_PRIMITIVES, NB201_PRIMITIVES, make_op
 from nasforge.spaces.cell_supernet import CellSupernet, SearchCell, cell_edges
-from nasforge.spaces.mixed_op import MixedOp, EdgeInput, _BNMix
+from nasforge.spaces.mixed_op import EdgeInput, MixedOp, PolyphaseDilatedConv, _BNMix
 from nasforge.spaces.nb201_supernet import NB201Supernet
 
 
@@ -201,3 +201,21 @@ def test_nb201_supernet_shapes_and_choice():
     w = {"normal": F.softmax(torch.randn(6, 5), -1)}
     assert net(x, weights=w).shape == (2, 10)
     assert net(x, choice={"normal": ["nor_conv_3x3", "none", "skip_connect", "avg_pool_3x3", "none", "nor_conv_1x1"]}).shape == (2, 10)
+
+
+@pytest.mark.parametrize("k,stride,size", [(5, 1, 8), (5, 1, 7), (3, 1, 8), (5, 2, 8), (3, 2, 7), (5, 2, 5)])
+def test_polyphase_dilated_conv_equals_dilated_conv(k, stride, size):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 4, k, stride=stride, padding=k - 1, dilation=2, groups=4, bias=False).double()
+    poly = PolyphaseDilatedConv.from_conv(conv)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 4, size, size, dtype=torch.float64).contiguous(memory_format=fmt)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = conv(a), poly(b)
+        assert ya.shape == yb.shape
+        g = torch.randn_like(ya)
+        ga = torch.autograd.grad(ya, [a, conv.weight], g)
+        gb = torch.autograd.grad(yb, [b, poly.weight], g)
+        assert torch.allclose(ya, yb, atol=1e-12)
+        for u, v in zip(ga, gb):
+            assert torch.allclose(u, v, atol=1e-12)

@@ -359,6 +359,7 @@ class SupernetSearch:
 
     def epoch_record(self, stats: dict[str, float], lr: float) -> dict[str, Any]:
         arch, choice, concat = self.derive()
+        arch.meta["epoch"] = self.epoch + 1  # epochs completed when this arch was derived
         w = self.eval_weights()
         record: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr}
         record.update(stats)

@@ -77,6 +77,55 @@ def bn_mix(z: torch.Tensor, w: torch.Tensor | None, bn: nn.BatchNorm2d, fused: b
     return bn(z) * w
 
 
+class PolyphaseDilatedConv(nn.Conv2d):
+    """A depthwise conv with dilation 2 (DARTS ``dil_conv``), computed without dilation.
+
+    Same parameters and result as ``nn.Conv2d(C, C, k, stride, padding=k-1, dilation=2,
+    groups=C)``. At stride 2 only the even rows/columns of the input are read, so the conv
+    is a plain k×k conv (padding (k-1)/2) on ``x[:, :, ::2, ::2]``. At stride 1 (k ≥ 5, even
+    sizes) each of the four polyphase components ``x[:, :, i::2, j::2]`` is convolved with a
+    plain k×k kernel and the results interleaved: oneDNN's dilated depthwise kernels are
+    several times slower than the plain ones on CPU.
+    """
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> "PolyphaseDilatedConv":
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        new.weight = conv.weight
+        if conv.bias is not None:
+            new.bias = conv.bias
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        k = self.kernel_size[0]
+        pad = (k - 1) // 2
+        if self.stride[0] == 2:
+            return F.conv2d(x[:, :, ::2, ::2], self.weight, self.bias, 1, pad, 1, self.groups)
+        N, C, H, W = x.shape
+        if k < 5 or H % 2 or W % 2:
+            return super().forward(x)
+        fmt = _fmt(x)
+        xp = x.reshape(N, C, H // 2, 2, W // 2, 2).permute(3, 5, 0, 1, 2, 4).reshape(4 * N, C, H // 2, W // 2)
+        y = F.conv2d(xp.contiguous(memory_format=fmt), self.weight, self.bias, 1, pad, 1, self.groups)
+        y = y.reshape(2, 2, N, -1, H // 2, W // 2).permute(2, 3, 4, 0, 5, 1).reshape(N, -1, H, W)
+        return y.contiguous(memory_format=fmt)
+
+
+def _use_polyphase(op: nn.Module) -> None:
+    """Swap every depthwise dilation-2 conv with odd kernel in ``op`` for :class:`PolyphaseDilatedConv`."""
+    for m in list(op.modules()):
+        for name, child in list(m.named_children()):
+            if (
+                type(child) is nn.Conv2d
+                and child.dilation == (2, 2)
+                and child.groups == child.in_channels
+                and child.kernel_size[0] == child.kernel_size[1]
+                and child.kernel_size[0] % 2 == 1
+                and child.padding == (child.kernel_size[0] - 1, child.kernel_size[0] - 1)
+            ):
+                setattr(m, name, PolyphaseDilatedConv.from_conv(child))
+
+
 @dataclass
 class _Split:
     pre_relu: bool
@@ -156,6 +205,7 @@ class CandidateOp(nn.Module):
         if pool_bn and "pool" in name:
             op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
         body, split = split_op(op)
+        _use_polyphase(body)
         self.body = body
         self.pre_relu = split.pre_relu
         self.tail = split.tail_bn  # registered as a sub-module when not None
