@@ -112,6 +112,13 @@ def test_networks_any_size_and_classes():
     assert widths == [4, 4, 8, 8, 16, 16]
 
 
+def test_build_block_network_signature():
+    from nasforge.nets.blocks import build_block_network
+
+    net = build_block_network(arch_from_dict(block(EXAMPLE)), num_classes=10, in_channels=3, input_size=32, C=4)
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
 def test_network_learns_on_a_tiny_batch():
     torch.manual_seed(0)
     a = arch_from_dict(block(EXAMPLE))

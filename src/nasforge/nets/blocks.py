@@ -159,5 +159,9 @@ class BlockNetwork(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-def build_block_network(arch: BlockArch, *, num_classes: int, in_channels: int, **kw) -> BlockNetwork:
+def build_block_network(arch: BlockArch, *, num_classes: int, in_channels: int, input_size: int | None = None, **kw) -> BlockNetwork:
+    """Like :func:`nasforge.nets.build_network` for ``block`` architectures.
+
+    ``input_size`` is accepted for the same call signature; block networks work at any
+    size (global average pooling before the classifier)."""
     return BlockNetwork(arch, num_classes=num_classes, in_channels=in_channels, **kw)
