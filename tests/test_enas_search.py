@@ -72,7 +72,7 @@ def test_resume_after_sigkill_continues_identically(tmp_path):
     assert rc == 0, err
 
     run = tmp_path / "killed"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))  # same kernels as this process
     proc = subprocess.Popen([sys.executable, "-m", "nasforge", "search", "enas", *args, "--out", str(run)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
