@@ -41,7 +41,7 @@ from nasforge.train.common import (
     amp_enabled,
     autocast,
     check_finite,
-    deterministic_mode,
+    run_settings,
     load_model_state,
     make_scaler,
     progress,
@@ -186,7 +186,7 @@ def train_cnn(
     if not resume and ckpt_path.exists():
         raise ConfigError(f"{run_dir} already holds a training run ({CHECKPOINT}); pass --resume to continue it or choose a new --out")
     device = resolve_device(cfg.device)
-    with deterministic_mode(cfg.deterministic):
+    with run_settings(cfg.deterministic, cfg.threads):
         if data is None:
             data = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, valid_fraction=cfg.valid_fraction, limit=cfg.limit)
         cfg = dataclasses.replace(cfg.for_dataset(data.name), data=data.name)

@@ -127,15 +127,20 @@ def merge_resume_config(cls: type, saved: dict, requested: dict, explicit: dict,
 
 
 @contextlib.contextmanager
-def deterministic_mode(enabled: bool) -> Iterator[None]:
-    """Turn deterministic kernels on for the run and restore the previous setting after."""
+def run_settings(deterministic: bool, threads: int | None = None) -> Iterator[None]:
+    """Deterministic kernels and the CPU thread count for one run; previous settings restored after."""
     from nasforge.utils.rng import set_deterministic
 
     before = torch.are_deterministic_algorithms_enabled()
-    if enabled:
+    threads_before = torch.get_num_threads()
+    if deterministic:
         set_deterministic(True)
+    if threads:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
-        if enabled and not before:
+        if deterministic and not before:
             set_deterministic(False)
+        if threads:
+            torch.set_num_threads(threads_before)

@@ -90,6 +90,7 @@ class TrainConfig:
     deterministic: bool = False
     amp: bool = True  # mixed precision (autocast + GradScaler); only on CUDA
     device: str = "auto"
+    threads: int | None = None  # CPU threads for torch (None = torch's default, one per core)
     eval_every: int = 1  # evaluate valid/test every N epochs (and always after the last)
 
     def validate(self) -> None:
@@ -112,6 +113,7 @@ class TrainConfig:
         _check(0 <= self.valid_fraction < 1, f"config key 'valid_fraction' must be in [0, 1), got {self.valid_fraction}")
         _check(self.limit is None or self.limit >= 1, "config key 'limit' must be >= 1")
         _check(self.eval_every >= 1, f"config key 'eval_every' must be >= 1, got {self.eval_every}")
+        _check(self.threads is None or self.threads >= 1, f"config key 'threads' must be >= 1, got {self.threads}")
 
     def for_dataset(self, name: str) -> "TrainConfig":
         """A copy with empty augmentation keys filled from :data:`AUGMENT_DEFAULTS`."""
@@ -153,6 +155,7 @@ class LMConfig:
     deterministic: bool = False
     amp: bool = False  # autocast + GradScaler on CUDA; off by default for the LM (DARTS trains it in float32)
     device: str = "auto"
+    threads: int | None = None  # CPU threads for torch (None = torch's default, one per core)
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size", "test_batch_size", "bptt", "emsize", "nhid", "nonmono"):
@@ -165,3 +168,4 @@ class LMConfig:
         for key in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
             v = getattr(self, key)
             _check(0 <= v < 1, f"config key {key!r} must be in [0, 1), got {v}")
+        _check(self.threads is None or self.threads >= 1, f"config key 'threads' must be >= 1, got {self.threads}")

@@ -53,7 +53,7 @@ from nasforge.train.common import (
     amp_enabled,
     autocast,
     check_finite,
-    deterministic_mode,
+    run_settings,
     load_model_state,
     make_scaler,
     progress,
@@ -212,7 +212,7 @@ def train_lm(
     if not resume and ckpt_path.exists():
         raise ConfigError(f"{run_dir} already holds a training run ({CHECKPOINT}); pass --resume to continue it or choose a new --out")
     device = resolve_device(cfg.device)
-    with deterministic_mode(cfg.deterministic):
+    with run_settings(cfg.deterministic, cfg.threads):
         if corpus is None:
             corpus = load_corpus(cfg.data, cfg.data_dir)
             if cfg.data.lower() not in CORPORA:  # a folder: keep its absolute path for `nasforge eval`
