@@ -4,7 +4,7 @@
 of a ``nasforge train`` checkpoint exactly as ``nasforge eval`` does (architecture +
 config + data shape stored in the checkpoint; :func:`nasforge.train.cnn.build_cnn`),
 puts it in eval mode and exports its *logits* (the cell networks' ``forward`` returns
-``(logits, aux)``; the auxiliary head is a training device and is left out).
+``(logits, aux)``; the auxiliary head is a training device and is left out of the file).
 
 - **TorchScript**: :func:`torch.jit.trace` on a batch of the data set's shape, saved
   with :func:`torch.jit.save` and a ``nasforge.json`` extra file. (PyTorch ≥ 2.10 marks
@@ -162,7 +162,7 @@ def export_model(model: nn.Module, meta: dict, fmt: str, out: str | Path, *, ops
         raise ExportError(f"unknown export format {fmt!r} (expected one of {', '.join(FORMATS)})")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    net = LogitsOnly(model).eval()
+    net = LogitsOnly(_without_auxiliary(model)).eval()
     batches = _example_batches(meta)
     text = json.dumps(meta)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -186,6 +186,19 @@ def export_model(model: nn.Module, meta: dict, fmt: str, out: str | Path, *, ops
     if check:
         diff, how = check_export(net, out, batches, atol=atol)
     return ExportResult(out, fmt, diff, how, meta)
+
+
+def _without_auxiliary(model: nn.Module) -> nn.Module:
+    """A copy without the auxiliary head (used only in training mode; tracing would keep
+    its weights, most of a small network's file)."""
+    import copy
+
+    if not isinstance(getattr(model, "auxiliary_head", None), nn.Module):
+        return model
+    model = copy.deepcopy(model)
+    del model.auxiliary_head
+    model.auxiliary = False
+    return model
 
 
 def _export_onnx(net: nn.Module, x: torch.Tensor, path: Path, text: str, opset: int) -> None:
