@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nasforge import cli
+from nasforge.arch import load_arch
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -22,7 +23,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 def _cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     bad_json = tmp / "bad.json"
     bad_json.write_text('{"kind": "cell", "version": 1, "normal": ')
-    darts_v2 = json.loads(subprocess.run([sys.executable, "-c", "from nasforge.arch import load_arch; import json; print(json.dumps(load_arch('DARTS_V2').to_dict()))"], capture_output=True, text=True, env=ENV, check=True).stdout)
+    darts_v2 = load_arch("DARTS_V2").to_dict()
     darts_v2["normal"]["nodes"][1][0][0] = "conv_9x9_magic"
     unknown_op = tmp / "unknown_op.json"
     unknown_op.write_text(json.dumps(darts_v2))
