@@ -105,3 +105,31 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
         train_cnn(arch, cfg, tmp_path, data=data, show_progress=False, log=log)
     assert (tmp_path / "checkpoint.pt").read_bytes() == saved["bytes"]
     assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1]
+
+
+def test_metrics_mirrored_to_tensorboard_once(tmp_path, monkeypatch):
+    from nasforge.utils import tensorboard as tb
+
+    calls: list[tuple[str, float, int]] = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter
+        def __init__(self, log_dir: str):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def flush(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(tb, "_summary_writer_cls", lambda: FakeWriter)
+    monkeypatch.delenv(tb.ENV, raising=False)
+    cfg = TrainConfig(epochs=2, layers=2, channels=4, batch_size=64, limit=128, device="cpu")
+    try:
+        train_cnn(load_arch("DARTS_V2"), cfg, tmp_path, show_progress=False, log=None)
+    finally:
+        tb.close_all()
+    recs = read_jsonl(tmp_path / "metrics.jsonl")
+    test_acc = [(v, step) for tag, v, step in calls if tag == "test_acc"]
+    assert test_acc == [(r["test_acc"], r["epoch"]) for r in recs]  # once per epoch, not twice

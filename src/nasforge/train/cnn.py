@@ -42,6 +42,7 @@ from nasforge.train.common import (
     autocast,
     check_finite,
     run_settings,
+    write_metrics,
     load_model_state,
     make_scaler,
     progress,
@@ -246,7 +247,7 @@ def train_cnn(
                 if not best or record[key] > best["value"]:
                     best = {"metric": key, "value": record[key], "epoch": epoch + 1}
             record["seconds"] = time.perf_counter() - t0
-            metrics.write(record)
+            write_metrics(metrics, record)
             save_checkpoint(
                 {
                     "format": CHECKPOINT_FORMAT,

@@ -54,6 +54,7 @@ from nasforge.train.common import (
     autocast,
     check_finite,
     run_settings,
+    write_metrics,
     load_model_state,
     make_scaler,
     progress,
@@ -286,7 +287,7 @@ def train_lm(
                 say(f"epoch {epoch + 1}: validation loss stopped improving, switching to ASGD")
             val_history.append(val_loss)
             record["seconds"] = time.perf_counter() - t0
-            metrics.write(record)
+            write_metrics(metrics, record)
             save_checkpoint(
                 {
                     "format": CHECKPOINT_FORMAT,
