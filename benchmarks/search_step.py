@@ -47,6 +47,78 @@ def _synthetic(cls):
     return Synthetic
 
 
+class NaiveMixedOp(torch.nn.Module):
+    """Reference for comparison: DARTS' MixedOp as in the paper/official code (NCHW, every op run)."""
+
+    def __init__(self, C, stride):
+        super().__init__()
+        from nasforge.ops import DARTS_PRIMITIVES, make_op
+
+        self.ops = torch.nn.ModuleList()
+        for p in DARTS_PRIMITIVES:
+            op = make_op(p, C, C, stride, affine=False)
+            if "pool" in p:
+                op = torch.nn.Sequential(op, torch.nn.BatchNorm2d(C, affine=False))
+            self.ops.append(op)
+
+    def forward(self, x, w):
+        return sum(wk * op(x) for wk, op in zip(w, self.ops))
+
+
+class NaiveCell(torch.nn.Module):
+    def __init__(self, C_pp, C_p, C, reduction, reduction_prev, nodes=4):
+        super().__init__()
+        from nasforge.ops import FactorizedReduce, ReLUConvBN
+
+        self.pre0 = FactorizedReduce(C_pp, C, affine=False) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, False)
+        self.pre1 = ReLUConvBN(C_p, C, 1, 1, 0, False)
+        self.nodes, self.reduction = nodes, reduction
+        self.ops = torch.nn.ModuleList(NaiveMixedOp(C, 2 if reduction and j < 2 else 1) for i in range(nodes) for j in range(2 + i))
+
+    def forward(self, s0, s1, weights):
+        states = [self.pre0(s0), self.pre1(s1)]
+        offset = 0
+        for _ in range(self.nodes):
+            s = sum(self.ops[offset + j](h, weights[offset + j]) for j, h in enumerate(states))
+            offset += len(states)
+            states.append(s)
+        return torch.cat(states[-self.nodes:], dim=1)
+
+
+class NaiveNet(torch.nn.Module):
+    def __init__(self, C=16, layers=8, num_classes=10):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 3 * C, 3, padding=1, bias=False), torch.nn.BatchNorm2d(3 * C))
+        C_pp, C_p, C_curr, rp = 3 * C, 3 * C, C, False
+        self.cells = torch.nn.ModuleList()
+        for i in range(layers):
+            red = i in (layers // 3, 2 * layers // 3)
+            if red:
+                C_curr *= 2
+            self.cells.append(NaiveCell(C_pp, C_p, C_curr, red, rp))
+            rp, C_pp, C_p = red, C_p, 4 * C_curr
+        self.classifier = torch.nn.Linear(C_p, num_classes)
+
+    def forward(self, x, weights):
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+        return self.classifier(s1.mean((2, 3)))
+
+
+def naive_first_order_step(net, alphas, w_opt, a_opt, train, held):
+    """First-order DARTS step as the official code does it: loss.backward() (all gradients) twice."""
+    import torch.nn.functional as F
+
+    a_opt.zero_grad()
+    F.cross_entropy(net(held[0], {t: F.softmax(a, -1) for t, a in alphas.items()}), held[1]).backward()
+    a_opt.step()
+    w_opt.zero_grad()
+    F.cross_entropy(net(train[0], {t: F.softmax(a, -1) for t, a in alphas.items()}), train[1]).backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+    w_opt.step()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=("darts1", "darts2", "darts2-reuse", "snas"), default="darts1")
@@ -61,6 +133,7 @@ def main() -> None:
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--no-fused", action="store_true")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--naive", action="store_true", help="darts1 on a plain re-implementation of the official search network (reference)")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -78,22 +151,36 @@ def main() -> None:
     search.epoch_begin(0)
     train = next(search._batches(search.train_pair))
     held = next(search._batches(search.heldout_pair))
+    step = search.step
+    if a.naive:
+        torch.manual_seed(0)
+        net = NaiveNet(a.channels, a.layers)
+        alphas = {t: (1e-3 * torch.randn(14, 8)).requires_grad_() for t in ("normal", "reduce")}
+        w_opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+        a_opt = torch.optim.Adam(alphas.values(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        tr = (train[0].contiguous(), train[1])
+        he = (held[0].contiguous(), held[1])
+        del search
+
+        def step(_t, _h):
+            naive_first_order_step(net, alphas, w_opt, a_opt, tr, he)
+
     times = []
     for i in range(a.warmup + a.steps):
         t = time.perf_counter()
-        search.step(train, held)
+        step(train, held)
         times.append(time.perf_counter() - t)
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            search.step(train, held)
+            step(train, held)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     steps = times[a.warmup :]
     print(json.dumps({
-        "mode": a.mode, "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
-        "threads": torch.get_num_threads(), "checkpoint_cells": a.checkpoint_cells, "channels_last": not a.no_channels_last,
-        "fused": not a.no_fused, "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
+        "mode": "naive-darts1" if a.naive else a.mode, "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
+        "threads": torch.get_num_threads(), "checkpoint_cells": a.checkpoint_cells and not a.naive, "channels_last": not (a.no_channels_last or a.naive),
+        "fused": not (a.no_fused or a.naive), "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
     }))
 
