@@ -106,6 +106,9 @@ class MetricsWriter:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
+        from nasforge.utils.tensorboard import mirror_record  # optional TensorBoard scalars
+
+        mirror_record(self.path, self.key, record)
 
     def truncate_after(self, value: int | float) -> None:
         """Keep only records whose ``self.key`` is <= value (and all records without it)."""
