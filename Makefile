@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # The test command CI runs (via .ci/run). Exit 5 (no tests collected) counts as a pass.
 test: $(STAMP)
-	$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(PY) -m pytest tests -n 2 --durations=25; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_step.py

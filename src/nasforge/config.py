@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -26,7 +27,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
-    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin is typing.Union or origin is types.UnionType:
         if value is None and type(None) in args:
             return None
         errors = []

@@ -46,7 +46,7 @@ def _flags(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         "deterministic": args.deterministic,
         "lr": args.lr,
     }
-    if kind == "cell":
+    if kind != "recurrent":
         flags.update(layers=args.layers, channels=args.channels)
     else:
         if args.layers is not None:
@@ -63,21 +63,21 @@ def run(args: argparse.Namespace) -> int:
 
     arch = load_arch(args.arch)
     kind = getattr(arch, "kind", None)
-    if kind not in ("cell", "recurrent"):
-        raise ConfigError(f"nasforge train handles 'cell' and 'recurrent' architectures, not {kind!r}")
-    cls = TrainConfig if kind == "cell" else LMConfig
+    if kind not in ("cell", "macro", "block", "recurrent"):
+        raise ConfigError(f"nasforge train handles cell, macro, block and recurrent architectures, not {kind!r}")
+    cls = LMConfig if kind == "recurrent" else TrainConfig
     flags = _flags(args, kind)
     cfg = resolve(cls, args.config, flags)
     out = Path(args.out)
     if args.resume:
         ckpt_path = out / CHECKPOINT
-        ckpt = read_training_checkpoint(ckpt_path, "cnn" if kind == "cell" else "lm")
+        ckpt = read_training_checkpoint(ckpt_path, "lm" if kind == "recurrent" else "cnn")
         if ckpt["arch"] != arch.to_dict():
             raise ConfigError(f"--resume: architecture {args.arch} is not the one trained in {out}")
         explicit = {**(load_yaml(args.config) if args.config else {}), **flags}
         cfg = merge_resume_config(cls, ckpt["config"], to_dict(cfg), explicit, ckpt_path)
     show = not args.no_progress
-    if kind == "cell":
+    if kind != "recurrent":
         from nasforge.train.cnn import train_cnn
 
         train_cnn(arch, cfg, out, resume=args.resume, show_progress=show)

@@ -23,23 +23,23 @@ from nasforge.train.lm import evaluate_lm, train_lm
 
 
 def train_arch(arch: Any, run_dir: str | Path, cfg: TrainConfig | LMConfig | None = None, **kw: Any) -> TrainResult:
-    """Train ``arch`` with the trainer of its kind (``cell`` → CNN, ``recurrent`` → LM).
+    """Train ``arch`` with the trainer of its kind (``cell``/``macro``/``block`` → CNN, ``recurrent`` → LM).
 
     ``cfg`` defaults to the paper settings of that kind; ``kw`` goes to the trainer
     (``data=``/``corpus=``, ``resume=``, ``show_progress=``, ``log=``).
     """
     kind = getattr(arch, "kind", None)
-    if kind == "cell":
+    if kind in ("cell", "macro", "block"):
         cfg = cfg or TrainConfig()
         if not isinstance(cfg, TrainConfig):
-            raise ConfigError(f"a cell architecture trains with a TrainConfig, got {type(cfg).__name__}")
+            raise ConfigError(f"a {kind} architecture trains with a TrainConfig, got {type(cfg).__name__}")
         return train_cnn(arch, cfg, run_dir, **kw)
     if kind == "recurrent":
         cfg = cfg or LMConfig()
         if not isinstance(cfg, LMConfig):
             raise ConfigError(f"a recurrent architecture trains with an LMConfig, got {type(cfg).__name__}")
         return train_lm(arch, cfg, run_dir, **kw)
-    raise ArchError(f"no trainer for architectures of kind {kind!r} (cell and recurrent have one)")
+    raise ArchError(f"no trainer for architectures of kind {kind!r} (cell, macro, block and recurrent have one)")
 
 
 __all__ = [

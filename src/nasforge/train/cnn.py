@@ -59,20 +59,58 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if "auxiliary" not in n)
 
 
+#: architecture kinds the CNN trainer builds (``cell``: stacked cells; ``macro``: ENAS
+#: macro network; ``block``: BlockQNN stacked blocks)
+IMAGE_KINDS = ("cell", "macro", "block")
+
+
+class _LogitsOnly(nn.Module):
+    """Adapts a network returning logits to the trainer's ``(logits, aux)`` interface."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.drop_path_prob = 0.0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.net(x), None
+
+
 def build_cnn(arch: Any, cfg: TrainConfig, *, num_classes: int, channels: int, size: int) -> nn.Module:
-    if getattr(arch, "kind", None) != "cell":
-        raise ArchError(f"the CNN trainer needs a 'cell' architecture, got kind {getattr(arch, 'kind', '?')!r}")
-    return build_network(
-        arch,
-        num_classes=num_classes,
-        in_channels=channels,
-        input_size=size,
-        C=cfg.channels,
-        layers=cfg.layers,
-        auxiliary=cfg.auxiliary,
-        drop_path_prob=0.0,
-        style=cfg.style,
-    )
+    """The final network of an image architecture.
+
+    ``cell``: DARTS network of ``cfg.layers`` cells with ``cfg.channels`` initial channels.
+    ``macro``: ENAS macro network (its layer count is the architecture's), ``cfg.channels``
+    filters. ``block``: BlockQNN framework, ``cfg.channels`` stem filters and
+    ``max(1, cfg.layers // 3)`` blocks in each of the 3 stages. Only cell networks have an
+    auxiliary head and drop path.
+    """
+    kind = getattr(arch, "kind", None)
+    if kind == "cell":
+        return build_network(
+            arch,
+            num_classes=num_classes,
+            in_channels=channels,
+            input_size=size,
+            C=cfg.channels,
+            layers=cfg.layers,
+            auxiliary=cfg.auxiliary,
+            drop_path_prob=0.0,
+            style=cfg.style,
+        )
+    if kind == "macro":
+        from nasforge.nets.macro import build_macro_network
+
+        return build_macro_network(arch, num_classes=num_classes, in_channels=channels, input_size=size, C=cfg.channels)
+    if kind == "block":
+        from nasforge.nets.blocks import build_block_network
+
+        net = build_block_network(
+            arch, num_classes=num_classes, in_channels=channels, input_size=size,
+            C=cfg.channels, blocks_per_stage=max(1, cfg.layers // 3), style=cfg.style,
+        )
+        return _LogitsOnly(net)
+    raise ArchError(f"the CNN trainer needs one of {list(IMAGE_KINDS)} architectures, got kind {kind!r}")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
