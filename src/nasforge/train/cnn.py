@@ -42,7 +42,6 @@ from nasforge.train.common import (
     autocast,
     check_finite,
     run_settings,
-    write_metrics,
     load_model_state,
     make_scaler,
     progress,
@@ -285,7 +284,7 @@ def train_cnn(
                 if not best or record[key] > best["value"]:
                     best = {"metric": key, "value": record[key], "epoch": epoch + 1}
             record["seconds"] = time.perf_counter() - t0
-            write_metrics(metrics, record)
+            metrics.write(record)  # also mirrored to TensorBoard when installed
             save_checkpoint(
                 {
                     "format": CHECKPOINT_FORMAT,

@@ -20,7 +20,7 @@ import torch
 
 from nasforge.config import from_dict
 from nasforge.errors import CheckpointError, ConfigError, TrainingError
-from nasforge.utils.io import MetricsWriter, load_checkpoint
+from nasforge.utils.io import load_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -77,19 +77,6 @@ def progress(iterable: Any, *, total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
-
-
-def write_metrics(metrics: MetricsWriter, record: dict) -> None:
-    """Append ``record`` to ``metrics.jsonl`` and mirror it to TensorBoard when installed.
-
-    The mirror is :mod:`nasforge.utils.tensorboard` (``NASFORGE_TENSORBOARD=0`` turns it
-    off). Where :meth:`MetricsWriter.write` already calls it, it is not called twice.
-    """
-    metrics.write(record)
-    if "mirror_record" not in MetricsWriter.write.__code__.co_names:
-        from nasforge.utils.tensorboard import mirror_record
-
-        mirror_record(metrics.path, metrics.key, record)
 
 
 def read_training_checkpoint(path: str | Path, kind: str | None = None, map_location: Any = "cpu") -> dict:

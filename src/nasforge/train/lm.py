@@ -54,7 +54,6 @@ from nasforge.train.common import (
     autocast,
     check_finite,
     run_settings,
-    write_metrics,
     load_model_state,
     make_scaler,
     progress,
@@ -287,7 +286,7 @@ def train_lm(
                 say(f"epoch {epoch + 1}: validation loss stopped improving, switching to ASGD")
             val_history.append(val_loss)
             record["seconds"] = time.perf_counter() - t0
-            write_metrics(metrics, record)
+            metrics.write(record)  # also mirrored to TensorBoard when installed
             save_checkpoint(
                 {
                     "format": CHECKPOINT_FORMAT,
