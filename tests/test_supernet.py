@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from nasforge.errors import ArchError
 from nasforge.ops import DARTS_PRIMITIVES, ENAS_MICRO_PRIMITIVES, NB201_PRIMITIVES, make_op
 from nasforge.spaces.cell_supernet import CellSupernet, SearchCell, cell_edges
-from nasforge.spaces.mixed_op import EdgeInput, MixedOp, PolyphaseDilatedConv, _BNMix
+from nasforge.spaces.fused_ops import BnMix, dw_conv_backward
+from nasforge.spaces.mixed_op import CandidateOp, EdgeInput, MixedOp
 from nasforge.spaces.nb201_supernet import NB201Supernet
 
 
@@ -85,12 +86,12 @@ def test_fused_bn_mix_matches_batchnorm_times_weight():
         g = torch.randn(6, 5, 7, 7, dtype=torch.float64)
         out = []
         for fused in (False, True):
-            rm, rv = torch.zeros(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
+            bn = nn.BatchNorm2d(5, affine=False).double()
             z = z0.clone().requires_grad_()
             w = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
-            y = _BNMix.apply(z, w, rm, rv, 0.1, 1e-5) if fused else F.batch_norm(z, rm, rv, None, None, True, 0.1, 1e-5) * w
+            y = BnMix.apply(z, w, bn) if fused else bn(z) * w
             y.backward(g)
-            out.append((y.detach(), z.grad, w.grad, rm, rv))
+            out.append((y.detach(), z.grad, w.grad, bn.running_mean, bn.running_var, bn.num_batches_tracked))
         for a, b in zip(*out):
             assert torch.allclose(a, b, atol=1e-12)
 
@@ -203,19 +204,55 @@ def test_nb201_supernet_shapes_and_choice():
     assert net(x, choice={"normal": ["nor_conv_3x3", "none", "skip_connect", "avg_pool_3x3", "none", "nor_conv_1x1"]}).shape == (2, 10)
 
 
-@pytest.mark.parametrize("k,stride,size", [(5, 1, 10), (5, 1, 7), (3, 1, 8), (5, 2, 8), (3, 2, 7), (5, 2, 5)])
-def test_polyphase_dilated_conv_equals_dilated_conv(k, stride, size):
+@pytest.mark.parametrize("k,stride,size", [(5, 1, 10), (5, 1, 7), (3, 1, 8), (5, 2, 8), (3, 2, 7), (5, 2, 5), (3, 1, 2)])
+def test_dilated_depthwise_backward_on_phases_equals_autograd(k, stride, size):
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 4, k, stride=stride, padding=k - 1, dilation=2, groups=4, bias=False).double()
-    poly = PolyphaseDilatedConv.from_conv(conv)
     for fmt in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(2, 4, size, size, dtype=torch.float64).contiguous(memory_format=fmt)
-        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-        ya, yb = conv(a), poly(b)
-        assert ya.shape == yb.shape
-        g = torch.randn_like(ya)
-        ga = torch.autograd.grad(ya, [a, conv.weight], g)
-        gb = torch.autograd.grad(yb, [b, poly.weight], g)
-        assert torch.allclose(ya, yb, atol=1e-12)
-        for u, v in zip(ga, gb):
-            assert torch.allclose(u, v, atol=1e-12)
+        x = torch.randn(2, 4, size, size, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+        y = conv(x)
+        g = torch.randn_like(y)
+        gx, gw = torch.autograd.grad(y, [x, conv.weight], g)
+        px, pw = dw_conv_backward(g, x.detach(), conv.weight.detach(), stride, k - 1, 2, (True, True))
+        assert torch.allclose(gx, px, atol=1e-12) and torch.allclose(gw, pw, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3"])
+@pytest.mark.parametrize("stride,size", [(1, 8), (2, 8), (1, 7), (2, 5)])
+def test_fused_candidate_op_equals_plain_modules(name, stride, size):
+    """Same output, input/weight/mixing gradients and BN statistics as the plain modules."""
+    torch.manual_seed(0)
+    plain = CandidateOp(name, 4, stride, affine=False, pool_bn=True, op_set="darts").double()
+    fused = CandidateOp(name, 4, stride, affine=False, pool_bn=True, op_set="darts").double()
+    fused.load_state_dict(plain.state_dict())
+    assert fused.plan is not None
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x0 = torch.randn(3, 4, size, size, dtype=torch.float64).contiguous(memory_format=fmt)
+        outs = []
+        for op, f in ((plain, False), (fused, True)):
+            x = x0.clone().requires_grad_()
+            w = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+            y = op(EdgeInput(x), w, fused=f)
+            g = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+            grads = torch.autograd.grad(y, [x, w] + list(op.parameters()), g)
+            outs.append((y.detach(),) + grads + tuple(op.buffers()))
+        for a, b in zip(*outs):
+            assert torch.allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["sep_conv_5x5", "dil_conv_3x3"])
+def test_fused_candidate_op_without_weight_gradients(name):
+    """With the op's weights frozen (an α-only pass) the input and mixing gradients are unchanged."""
+    torch.manual_seed(0)
+    op = CandidateOp(name, 4, 1, affine=False, pool_bn=True, op_set="darts").double()
+    x0 = torch.randn(3, 4, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    outs = []
+    for frozen in (False, True):
+        for p in op.parameters():
+            p.requires_grad_(not frozen)
+        x = x0.clone().requires_grad_()
+        w = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+        y = op(EdgeInput(x), w, fused=True)
+        outs.append(torch.autograd.grad(y, [x, w], torch.ones_like(y) + x0))
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, atol=1e-10)

@@ -17,8 +17,10 @@ weight learning rate), the gradient is (eq. 7-8)::
     w± = w ± ε ∇w' L_val(w', α),   ε = 0.01 / ‖∇w' L_val(w', α)‖₂   (footnote 2)
 
 The model is evaluated at ``w'`` and ``w±`` by swapping the weights' data in place and
-restoring it afterwards. The passes at ``w±`` ask autograd for α gradients only (no
-weight gradients: the expensive depthwise-weight backward is skipped). ``aux_context``
+restoring it afterwards. A pass that needs the gradient of only α (first order, and the
+passes at ``w±``) or of only w (the unrolled step) runs with the other parameters'
+``requires_grad`` switched off, so that no work is done for gradients nobody asked for
+(the depthwise-weight backward is the most expensive part of a step on CPU). ``aux_context``
 (e.g. :func:`nasforge.spaces.cell_supernet.frozen_bn_stats`) wraps the extra passes so
 they leave BN running statistics alone (the official code's unrolled model is a copy
 whose statistics are discarded). ``reduce`` averages gradients across processes (DDP).
@@ -77,6 +79,19 @@ class Architect:
         self.last_train_loss = float("nan")
         self.unrolled_updates_stats = unrolled_updates_stats
 
+    @contextlib.contextmanager
+    def _grad_only(self, wanted: Sequence[torch.Tensor]):
+        """Switch ``requires_grad`` off for the weights and α not in ``wanted`` (restored after)."""
+        keep = {id(t) for t in wanted}
+        off = [t for t in self.weights + self.alphas if id(t) not in keep and t.requires_grad]
+        for t in off:
+            t.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for t in off:
+                t.requires_grad_(True)
+
     # -- hyper-parameters of the weight optimiser -------------------------------------------
     def _sgd(self) -> tuple[float, float, float]:
         g = self.w_optimizer.param_groups[0]
@@ -85,8 +100,9 @@ class Architect:
     def step(self, train_batch: Any, val_batch: Any) -> float:
         self.a_optimizer.zero_grad(set_to_none=True)
         if self.order == 1:
-            loss = self.loss_fn(val_batch)
-            dalpha = self.reduce(_grads(loss, self.alphas))
+            with self._grad_only(self.alphas):
+                loss = self.loss_fn(val_batch)
+                dalpha = self.reduce(_grads(loss, self.alphas))
         else:
             loss, dalpha = self.second_order_grad(train_batch, val_batch)
         for a, g in zip(self.alphas, dalpha):
@@ -98,7 +114,7 @@ class Architect:
     def unrolled_weights(self, train_batch: Any) -> list[torch.Tensor]:
         """``w' = w − ξ (μ·v + ∇w L_train + λ·w)`` (official ``_compute_unrolled_model``)."""
         eta, mom, wd = self._sgd()
-        with (contextlib.nullcontext() if self.unrolled_updates_stats else self.aux_context()):
+        with (contextlib.nullcontext() if self.unrolled_updates_stats else self.aux_context()), self._grad_only(self.weights):
             loss = self.loss_fn(train_batch)
             grads = self.reduce(_grads(loss, self.weights))
         self.last_train_loss = float(loss.detach())
@@ -149,7 +165,7 @@ class Architect:
         norm = float(torch.sqrt(sum((v.detach() ** 2).sum() for v in vector)))
         eps = self.r / max(norm, 1e-12)
         w0 = [w.detach().clone() for w in self.weights]
-        with self.aux_context():
+        with self.aux_context(), self._grad_only(self.alphas):
             with self._at([w + eps * v for w, v in zip(w0, vector)]):
                 g_pos = self.reduce(_grads(self.loss_fn(train_batch), self.alphas))
             with self._at([w - eps * v for w, v in zip(w0, vector)]):

@@ -14,8 +14,15 @@ DARTS' ``MixedOp``; the work is organised differently to save time and memory on
   the op and applied once per node state by the cell (:class:`EdgeInput`), shared by all
   ops of all edges reading that state;
 - the BN(affine=False) that closes an op is fused with its mixing weight
-  (:class:`_BNMix`): one saved tensor (x̂) instead of BN's input plus the product's input;
+  (:class:`~nasforge.spaces.fused_ops.BnMix`): one saved tensor (x̂) instead of BN's
+  input plus the product's input;
+- inside the ops, depthwise→1×1 runs, BN→ReLU→depthwise→1×1 runs and max pooling save
+  only what cannot be recomputed cheaply (:mod:`nasforge.spaces.fused_ops`), and dilated
+  depthwise backward runs on polyphase components;
 - the weighted outputs are accumulated in place.
+
+With ``fused=False`` (or in eval mode, or without autograd) the plain modules run: that
+is the reference, and the only path that supports double backward.
 """
 
 from __future__ import annotations
@@ -28,44 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce, make_op
-
-class _BNMix(torch.autograd.Function):
-    """``w · BN_train(z)`` for BN without affine; saves only x̂ (and the per-channel 1/σ).
-
-    Forward: ``native_batch_norm`` (which also updates the running statistics, unbiased
-    variance, like ``nn.BatchNorm2d``) then the product. Backward, with g the output
-    gradient: ``∂w = Σ g·x̂`` and ``∂z = w/σ · (g − mean(g) − x̂·mean(g·x̂))``, both from
-    one ``native_batch_norm_backward`` call fed x̂ as its input (mean 0, 1/σ = 1) and
-    ``w/σ`` as its per-channel weight. No double backward: the exact-HVP reference in the
-    tests uses ``fused=False``.
-    """
-
-    @staticmethod
-    def forward(ctx, z, w, running_mean, running_var, momentum: float, eps: float):  # type: ignore[override]
-        xhat, _mean, invstd = torch.native_batch_norm(z, None, None, running_mean, running_var, True, momentum, eps)
-        ctx.save_for_backward(xhat, invstd, w)
-        return xhat * w
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        xhat, invstd, w = ctx.saved_tensors
-        C = xhat.shape[1]
-        scale = (invstd * w).to(xhat.dtype)
-        zeros = torch.zeros(C, dtype=invstd.dtype, device=invstd.device)
-        ones = torch.ones(C, dtype=invstd.dtype, device=invstd.device)
-        mask = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]), False]
-        gz, gw, _ = torch.ops.aten.native_batch_norm_backward(g.contiguous(memory_format=_fmt(xhat)), xhat, scale, None, None, zeros, ones, True, 0.0, mask)
-        grad_w = None
-        if ctx.needs_input_grad[1]:
-            # native grad_weight = Σ g · (x̂ − 0)·1 per channel
-            grad_w = gw.sum().reshape(w.shape)
-        return (gz if mask[0] else None), grad_w, None, None, None, None
-
-
-def _fmt(t: torch.Tensor) -> torch.memory_format:
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+from nasforge.spaces.fused_ops import BnMix, fused_plan, run_plan
 
 
 def bn_mix(z: torch.Tensor, w: torch.Tensor | None, bn: nn.BatchNorm2d, fused: bool = True) -> torch.Tensor:
@@ -73,57 +43,8 @@ def bn_mix(z: torch.Tensor, w: torch.Tensor | None, bn: nn.BatchNorm2d, fused: b
     if w is None:
         return bn(z)
     if bn.training and fused:
-        return _BNMix.apply(z, w, bn.running_mean, bn.running_var, float(bn.momentum or 0.0), bn.eps)
+        return BnMix.apply(z, w, bn)
     return bn(z) * w
-
-
-class PolyphaseDilatedConv(nn.Conv2d):
-    """A depthwise conv with dilation 2 (DARTS ``dil_conv``), computed without dilation.
-
-    Same parameters and result as ``nn.Conv2d(C, C, k, stride, padding=k-1, dilation=2,
-    groups=C)``. At stride 2 only the even rows/columns of the input are read, so the conv
-    is a plain k×k conv (padding (k-1)/2) on ``x[:, :, ::2, ::2]``. At stride 1 (even sizes, at
-    least 2k) each of the four polyphase components ``x[:, :, i::2, j::2]`` is convolved with a
-    plain k×k kernel and the results interleaved: oneDNN's dilated depthwise kernels are
-    several times slower than the plain ones on CPU.
-    """
-
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> "PolyphaseDilatedConv":
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.bias is not None)
-        new.weight = conv.weight
-        if conv.bias is not None:
-            new.bias = conv.bias
-        return new
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        k = self.kernel_size[0]
-        pad = (k - 1) // 2
-        if self.stride[0] == 2:
-            return F.conv2d(x[:, :, ::2, ::2], self.weight, self.bias, 1, pad, 1, self.groups)
-        N, C, H, W = x.shape
-        if H % 2 or W % 2 or H // 2 < k or W // 2 < k:  # measured: slower on tiny phases
-            return super().forward(x)
-        fmt = _fmt(x)
-        xp = x.reshape(N, C, H // 2, 2, W // 2, 2).permute(3, 5, 0, 1, 2, 4).reshape(4 * N, C, H // 2, W // 2)
-        y = F.conv2d(xp.contiguous(memory_format=fmt), self.weight, self.bias, 1, pad, 1, self.groups)
-        y = y.reshape(2, 2, N, -1, H // 2, W // 2).permute(2, 3, 4, 0, 5, 1).reshape(N, -1, H, W)
-        return y.contiguous(memory_format=fmt)
-
-
-def _use_polyphase(op: nn.Module) -> None:
-    """Swap every depthwise dilation-2 conv with odd kernel in ``op`` for :class:`PolyphaseDilatedConv`."""
-    for m in list(op.modules()):
-        for name, child in list(m.named_children()):
-            if (
-                type(child) is nn.Conv2d
-                and child.dilation == (2, 2)
-                and child.groups == child.in_channels
-                and child.kernel_size[0] == child.kernel_size[1]
-                and child.kernel_size[0] % 2 == 1
-                and child.padding == (child.kernel_size[0] - 1, child.kernel_size[0] - 1)
-            ):
-                setattr(m, name, PolyphaseDilatedConv.from_conv(child))
 
 
 @dataclass
@@ -205,14 +126,18 @@ class CandidateOp(nn.Module):
         if pool_bn and "pool" in name:
             op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
         body, split = split_op(op)
-        _use_polyphase(body)
         self.body = body
         self.pre_relu = split.pre_relu
         self.tail = split.tail_bn  # registered as a sub-module when not None
+        self.plan = fused_plan(body)
 
     def forward(self, inp: EdgeInput, w: torch.Tensor | None = None, fused: bool = True) -> torch.Tensor:
         """``w · op(x)``; ``w=None`` gives ``op(x)`` (which may be ``x`` itself for identity)."""
-        h = self.body(inp.relu if self.pre_relu else inp.x)
+        x = inp.relu if self.pre_relu else inp.x
+        if fused and self.plan is not None and self.training and torch.is_grad_enabled():
+            h = run_plan(self.plan, self.body, x)
+        else:
+            h = self.body(x)
         if self.tail is not None:
             return bn_mix(h, w, self.tail, fused)
         return h if w is None else h * w

@@ -1,0 +1,338 @@
+"""Memory-saving autograd functions for the candidate ops of a cell supernet.
+
+A search step keeps every op output of every edge of every cell alive until backward;
+on CPU at the DARTS setting that is most of the memory. These functions compute exactly
+what the modules compute (same parameters, same BN running-statistic updates) but save
+less for backward and recompute the cheap rest there:
+
+- :class:`DwPw` (depthwise conv then 1×1 conv, the body of ``dil_conv`` and of each half of
+  ``sep_conv``) saves only its input, usually a node state's shared ReLU that is alive
+  anyway; the depthwise output is recomputed in backward (a depthwise forward is cheap:
+  its backward is what costs).
+- :class:`BnReluDwPw` (the middle of ``sep_conv``: BN(affine=False), ReLU, depthwise,
+  1×1) saves the normalised x̂ only, instead of the BN input, the ReLU output and the
+  depthwise output.
+- :class:`BnMix` (the closing BN(affine=False) times the op's mixing weight) saves x̂ only.
+- :class:`MaxPoolRecompute` saves its input (a node state) instead of int64 indices.
+- :func:`avg_pool3`: 3×3 average pooling without padded entries counted, as a depthwise
+  conv with a ones kernel times the reciprocal window count (oneDNN's depthwise conv is
+  several times faster than ATen's channels-last average pooling, both ways).
+- :func:`dw_conv_backward`: the backward of a depthwise conv with dilation 2 runs as
+  plain convs on the four polyphase components (oneDNN's dilated depthwise backward is
+  several times slower than the plain one on CPU; its forward is fast and kept).
+
+None of them supports double backward: the exact-HVP reference in the tests runs the
+supernet with ``fused=False`` (plain modules).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_conv_bwd = torch.ops.aten.convolution_backward
+
+
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _split_rows(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) NHWC, even H and W -> (2N, 2C, H/2, W/2) NHWC: row phases as batch, column
+    phases as channels (``[a·N + n, b·C + c, h, w] = x[n, c, 2h + a, 2w + b]``).
+
+    The column split is a free view in NHWC; the row split copies whole rows.
+    """
+    N, C, H, W = x.shape
+    p = x.permute(0, 2, 3, 1).reshape(N, H // 2, 2, W // 2, 2 * C).permute(2, 0, 1, 3, 4)
+    return p.reshape(2 * N, H // 2, W // 2, 2 * C).permute(0, 3, 1, 2)
+
+
+def dw_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
+    return F.conv2d(x, w, None, stride, padding, dilation, w.shape[0])
+
+
+def dw_conv_backward(
+    g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, stride: int, padding: int, dilation: int, mask: tuple[bool, bool]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(∂x, ∂w) of :func:`dw_conv`, avoiding oneDNN's slow dilated depthwise backward.
+
+    Dilation 2 (odd k, padding k−1): at stride 1, ∂x is the same conv of g with the kernel
+    flipped (a fast dilated *forward*), and ∂w comes from one plain depthwise conv over the
+    four polyphase components of x and g (row phases stacked in the batch, column phases as
+    channels, NHWC; kernel shared by both column phases); at stride 2 only the even
+    rows/columns of x are read, so both come from a plain conv on them. Anything else
+    (or phases smaller than the kernel, where the plain kernels are slow too): native.
+    """
+    k = w.shape[-1]
+    groups = w.shape[0]
+    fmt = memory_format_of(x)
+    g = g.contiguous(memory_format=fmt)
+    N, _, H, W = x.shape
+    if dilation == 2 and k % 2 == 1 and padding == k - 1:
+        p = (k - 1) // 2
+        if stride == 1:
+            gx = dw_conv(g, w.flip(-2, -1), 1, padding, 2) if mask[0] else None
+            gw = None
+            if mask[1]:
+                if H % 2 == 0 and W % 2 == 0 and H // 2 >= k and W // 2 >= k and fmt == torch.channels_last:
+                    w2 = w.repeat(2, 1, 1, 1)
+                    gw2 = _conv_bwd(_split_rows(g), _split_rows(x), w2, None, [1, 1], [p, p], [1, 1], False, [0, 0], 2 * groups, [False, True, False])[1]
+                    gw = gw2.view(2, *w.shape).sum(0)
+                else:
+                    gw = _conv_bwd(g, x, w, None, [1, 1], [padding, padding], [2, 2], False, [0, 0], groups, [False, True, False])[1]
+            return gx, gw
+        if stride == 2:
+            xe = x[:, :, ::2, ::2].contiguous(memory_format=fmt)
+            gxe, gw, _ = _conv_bwd(g, xe, w, None, [1, 1], [p, p], [1, 1], False, [0, 0], groups, [mask[0], mask[1], False])
+            gx = None
+            if gxe is not None:
+                gx = torch.zeros_like(x)
+                gx[:, :, ::2, ::2] = gxe
+            return gx, gw
+    gx, gw, _ = _conv_bwd(g, x, w, None, [stride, stride], [padding, padding], [dilation, dilation], False, [0, 0], groups, [mask[0], mask[1], False])
+    return gx, gw
+
+
+def _pw_backward(g: torch.Tensor, t: torch.Tensor, w: torch.Tensor, mask: tuple[bool, bool]):
+    """(∂t, ∂w) of ``conv1x1(t, w)``; ``t`` is only read for ∂w."""
+    if not mask[1]:
+        return F.conv2d(g, w.transpose(0, 1).contiguous()), None
+    gt, gw, _ = _conv_bwd(g, t, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [mask[0], mask[1], False])
+    return gt, gw
+
+
+class DwPw(torch.autograd.Function):
+    """``conv1x1(dwconv(x))``; saves x and the weights, recomputes the depthwise output."""
+
+    @staticmethod
+    def forward(ctx, x, w_dw, w_pw, stride: int, padding: int, dilation: int):  # type: ignore[override]
+        ctx.conf = (stride, padding, dilation)
+        ctx.save_for_backward(x, w_dw, w_pw)
+        return F.conv2d(dw_conv(x, w_dw, stride, padding, dilation), w_pw)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        x, w_dw, w_pw = ctx.saved_tensors
+        stride, padding, dilation = ctx.conf
+        need_x, need_wdw, need_wpw = ctx.needs_input_grad[:3]
+        # the depthwise output is recomputed only when the 1×1 weight needs its gradient
+        t = dw_conv(x, w_dw, stride, padding, dilation) if need_wpw else x.new_empty(0)
+        gt, gw_pw = _pw_backward(g, t, w_pw, (True, need_wpw))
+        del t
+        gx, gw_dw = dw_conv_backward(gt, x, w_dw, stride, padding, dilation, (need_x, need_wdw))
+        return gx, gw_dw, gw_pw, None, None, None
+
+
+def _bn_normalise(z: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """x̂ and 1/σ of a training-mode BN without affine; updates the running statistics as BN does."""
+    momentum = 0.0 if bn.momentum is None else float(bn.momentum)
+    if bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    xhat, _mean, invstd = torch.native_batch_norm(z, None, None, bn.running_mean, bn.running_var, True, momentum, bn.eps)
+    return xhat, invstd
+
+
+def _bn_backward(g: torch.Tensor, xhat: torch.Tensor, scale: torch.Tensor, mask: tuple[bool, bool]):
+    """BN backward fed x̂ (mean 0, 1/σ = 1) with per-channel ``scale`` as weight.
+
+    Returns ``(scale · (g − mean g − x̂·mean(g·x̂)), Σ g·x̂ per channel)``.
+    """
+    C = xhat.shape[1]
+    zeros = torch.zeros(C, dtype=scale.dtype, device=scale.device)
+    ones = torch.ones(C, dtype=scale.dtype, device=scale.device)
+    gz, gscale, _ = torch.ops.aten.native_batch_norm_backward(
+        g.contiguous(memory_format=memory_format_of(xhat)), xhat, scale.to(xhat.dtype), None, None, zeros, ones, True, 0.0, [mask[0], mask[1], False]
+    )
+    return gz, gscale
+
+
+class BnReluDwPw(torch.autograd.Function):
+    """``conv1x1(dwconv(relu(BN(z))))`` for BN(affine=False) in training mode; saves x̂ only."""
+
+    @staticmethod
+    def forward(ctx, z, w_dw, w_pw, bn: nn.BatchNorm2d, stride: int, padding: int, dilation: int):  # type: ignore[override]
+        xhat, invstd = _bn_normalise(z, bn)
+        ctx.conf = (stride, padding, dilation)
+        ctx.save_for_backward(xhat, invstd, w_dw, w_pw)
+        return F.conv2d(dw_conv(F.relu(xhat), w_dw, stride, padding, dilation), w_pw)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        xhat, invstd, w_dw, w_pw = ctx.saved_tensors
+        stride, padding, dilation = ctx.conf
+        need_z, need_wdw, need_wpw = ctx.needs_input_grad[:3]
+        # relu(x̂) and its depthwise output are recomputed only for the weights' gradients
+        y = F.relu(xhat) if (need_wdw or need_wpw) else xhat.new_empty(0)
+        t = dw_conv(y, w_dw, stride, padding, dilation) if need_wpw else xhat.new_empty(0)
+        gt, gw_pw = _pw_backward(g, t, w_pw, (True, need_wpw))
+        del t
+        gy, gw_dw = dw_conv_backward(gt, y if need_wdw else xhat, w_dw, stride, padding, dilation, (need_z, need_wdw))
+        del y
+        gz = None
+        if need_z:
+            gxhat = torch.ops.aten.threshold_backward(gy, xhat, 0.0)  # relu'(x̂)
+            del gy
+            gz, _ = _bn_backward(gxhat, xhat, invstd, (True, False))
+        return gz, gw_dw, gw_pw, None, None, None, None
+
+
+class BnMix(torch.autograd.Function):
+    """``w · BN_train(z)`` for BN without affine; saves only x̂ (and the per-channel 1/σ).
+
+    Backward, with g the output gradient: ``∂w = Σ g·x̂`` and
+    ``∂z = w/σ · (g − mean(g) − x̂·mean(g·x̂))``, both from one BN-backward call.
+    """
+
+    @staticmethod
+    def forward(ctx, z, w, bn: nn.BatchNorm2d):  # type: ignore[override]
+        xhat, invstd = _bn_normalise(z, bn)
+        ctx.save_for_backward(xhat, invstd, w)
+        return xhat * w
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        xhat, invstd, w = ctx.saved_tensors
+        mask = (bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]))
+        gz, gw = _bn_backward(g, xhat, invstd * w, mask)
+        grad_w = gw.sum().reshape(w.shape) if mask[1] else None  # Σ g·x̂ over all channels
+        return (gz if mask[0] else None), grad_w, None
+
+
+_POOL_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def avg_pool3(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """``F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)`` as a depthwise ones-conv."""
+    N, C, H, W = x.shape
+    key = (C, H, W, stride, x.dtype, x.device)
+    if key not in _POOL_CACHE:
+        if len(_POOL_CACHE) > 256:
+            _POOL_CACHE.clear()
+        ones = torch.ones(C, 1, 3, 3, dtype=x.dtype, device=x.device)
+        count = F.conv2d(torch.ones(1, 1, H, W, dtype=x.dtype, device=x.device), ones[:1], None, stride, 1)
+        _POOL_CACHE[key] = (ones, count.reciprocal())
+    ones, rcount = _POOL_CACHE[key]
+    return F.conv2d(x, ones, None, stride, 1, 1, C) * rcount
+
+
+class MaxPoolRecompute(torch.autograd.Function):
+    """``max_pool2d`` that saves its input instead of the int64 argmax indices."""
+
+    @staticmethod
+    def forward(ctx, x, kernel: int, stride: int, padding: int):  # type: ignore[override]
+        ctx.conf = ([kernel, kernel], [stride, stride], [padding, padding])
+        ctx.save_for_backward(x)
+        return F.max_pool2d(x, kernel, stride, padding)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        k, s, p = ctx.conf
+        _, idx = torch.ops.aten.max_pool2d_with_indices(x, k, s, p, [1, 1], False)
+        gx = torch.ops.aten.max_pool2d_with_indices_backward(g.contiguous(memory_format=memory_format_of(x)), x, k, s, p, [1, 1], False, idx)
+        return gx, None, None, None
+
+
+# -- matching a module chain to the functions above -----------------------------------------------
+def _leaves(m: nn.Module) -> list[nn.Module]:
+    if isinstance(m, nn.Sequential):
+        return [leaf for child in m for leaf in _leaves(child)]
+    return [m]
+
+
+def _is_dw(m: nn.Module) -> bool:
+    return (
+        type(m) is nn.Conv2d and m.bias is None and m.groups == m.in_channels == m.out_channels
+        and m.kernel_size[0] == m.kernel_size[1] and m.stride[0] == m.stride[1]
+        and m.padding[0] == m.padding[1] and m.dilation[0] == m.dilation[1] and m.padding_mode == "zeros"
+    )
+
+
+def _is_pw(m: nn.Module) -> bool:
+    return type(m) is nn.Conv2d and m.bias is None and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding == (0, 0) and m.groups == 1
+
+
+def _is_plain_bn(m: nn.Module) -> bool:
+    return type(m) is nn.BatchNorm2d and not m.affine
+
+
+def _is_avgpool3(m: nn.Module) -> bool:
+    return (
+        type(m) is nn.AvgPool2d and m.kernel_size in (3, (3, 3)) and m.padding in (1, (1, 1))
+        and not m.ceil_mode and not m.count_include_pad and m.divisor_override is None
+    )
+
+
+def _is_maxpool3(m: nn.Module) -> bool:
+    return (
+        type(m) is nn.MaxPool2d and m.kernel_size in (3, (3, 3)) and m.padding in (1, (1, 1))
+        and m.dilation in (1, (1, 1)) and not m.ceil_mode and not m.return_indices
+    )
+
+
+Plan = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def fused_plan(body: nn.Module) -> Plan | None:
+    """How to compute ``body`` (training mode) with the functions above, or None.
+
+    ``body`` is flattened into its leaf modules (nested ``nn.Sequential``); the runs
+    depthwise→1×1, BN(affine=False)→ReLU→depthwise→1×1 and 3×3 max and average pooling are replaced,
+    other leaves are called as they are. The plan names leaves by index (it holds no
+    module, so copies of the op stay independent). None when nothing would be replaced.
+    """
+    leaves = _leaves(body)
+    plan: list[tuple[str, tuple[int, ...]]] = []
+    replaced, i = False, 0
+    while i < len(leaves):
+        if isinstance(leaves[i], nn.Identity):
+            i += 1
+            continue
+        nxt = [j for j in range(i, len(leaves)) if not isinstance(leaves[j], nn.Identity)][:4]
+        a = [leaves[j] for j in nxt]
+        if len(a) == 4 and _is_plain_bn(a[0]) and type(a[1]) is nn.ReLU and _is_dw(a[2]) and _is_pw(a[3]):
+            plan.append(("bn_relu_dwpw", (nxt[0], nxt[2], nxt[3])))
+            i, replaced = nxt[3] + 1, True
+        elif len(a) >= 2 and _is_dw(a[0]) and _is_pw(a[1]):
+            plan.append(("dwpw", (nxt[0], nxt[1])))
+            i, replaced = nxt[1] + 1, True
+        elif _is_maxpool3(a[0]):
+            plan.append(("maxpool", (i,)))
+            i, replaced = i + 1, True
+        elif _is_avgpool3(a[0]):
+            plan.append(("avgpool", (i,)))
+            i, replaced = i + 1, True
+        else:
+            plan.append(("module", (i,)))
+            i += 1
+    return tuple(plan) if replaced else None
+
+
+def run_plan(plan: Plan, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``body(x)`` by :func:`fused_plan`'s plan."""
+    leaves = _leaves(body)
+    for kind, idx in plan:
+        if kind == "dwpw":
+            dw, pw = leaves[idx[0]], leaves[idx[1]]
+            x = DwPw.apply(x, dw.weight, pw.weight, dw.stride[0], dw.padding[0], dw.dilation[0])
+        elif kind == "bn_relu_dwpw":
+            bn, dw, pw = leaves[idx[0]], leaves[idx[1]], leaves[idx[2]]
+            if not bn.training:
+                x = pw(dw(F.relu(bn(x))))
+                continue
+            x = BnReluDwPw.apply(x, dw.weight, pw.weight, bn, dw.stride[0], dw.padding[0], dw.dilation[0])
+        elif kind == "maxpool":
+            pool = leaves[idx[0]]
+            x = MaxPoolRecompute.apply(x, 3, pool.stride if isinstance(pool.stride, int) else pool.stride[0], 1)
+        elif kind == "avgpool":
+            pool = leaves[idx[0]]
+            x = avg_pool3(x, pool.stride if isinstance(pool.stride, int) else pool.stride[0])
+        else:
+            x = leaves[idx[0]](x)
+    return x
