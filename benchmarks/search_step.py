@@ -10,7 +10,8 @@ Run one mode per process so that peak RSS belongs to that mode, e.g.::
     OMP_NUM_THREADS=2 flock /tmp/nasforge-heavy.lock /usr/bin/time -v \\
         python benchmarks/search_step.py --mode darts1 --steps 3 --warmup 1
 
-Prints one JSON line: mode, options, the per-step times, their median, and the peak RSS
+Prints one JSON line: mode, options, the per-step wall times, their median, the per-step
+process CPU times (all threads; steadier than wall time on a shared host), and the peak RSS
 (``getrusage``; ``/usr/bin/time -v`` reports the same figure as "Maximum resident set size").
 ``--profile`` prints torch.profiler's table of the most expensive ops for one step.
 """
@@ -165,11 +166,12 @@ def main() -> None:
         def step(_t, _h):
             naive_first_order_step(net, alphas, w_opt, a_opt, tr, he)
 
-    times = []
+    times, cpu = [], []
     for i in range(a.warmup + a.steps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         step(train, held)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -181,6 +183,7 @@ def main() -> None:
         "mode": "naive-darts1" if a.naive else a.mode, "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
         "threads": torch.get_num_threads(), "checkpoint_cells": a.checkpoint_cells and not a.naive, "channels_last": not (a.no_channels_last or a.naive),
         "fused": not (a.no_fused or a.naive), "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
+        "cpu_s": [round(c, 2) for c in cpu[a.warmup :]],
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
     }))
 
