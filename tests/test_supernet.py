@@ -256,3 +256,21 @@ def test_fused_candidate_op_without_weight_gradients(name):
         outs.append(torch.autograd.grad(y, [x, w], torch.ones_like(y) + x0))
     for a, b in zip(*outs):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_drop_path_on_edges_in_training_only():
+    """drop_prob zeroes whole samples of edge outputs in training (SNAS search); eval is unaffected."""
+    net = _tiny(layers=1, nodes=1, reductions=())
+    x = torch.randn(64, 3, 8, 8, dtype=torch.float64)
+    w = {t: F.softmax(torch.zeros(net.num_edges, net.num_ops, dtype=torch.float64), -1) for t in net.cell_types}
+    cell = net.cells[0]
+    s = net.stem(x.contiguous(memory_format=torch.channels_last))
+    base = cell(s, s, w["normal"])
+    torch.manual_seed(3)
+    dropped = cell(s, s, w["normal"], drop_prob=0.5)
+    # one node, two edges, keep 1/2: a sample loses both edges (zeros) or keeps both (×2) w.p. 1/4 each
+    zero = (dropped == 0).flatten(1).all(1)
+    both = torch.isclose(dropped, 2 * base, atol=1e-9).flatten(1).all(1)
+    assert 4 <= int(zero.sum()) <= 28 and 4 <= int(both.sum()) <= 28
+    net.eval()
+    assert torch.allclose(cell(s, s, w["normal"], drop_prob=0.5), cell(s, s, w["normal"]))

@@ -25,13 +25,17 @@ retrains it from scratch.
 
 Defaults: official README command and ``train_search.py`` (SNAS-Series @9a43adb): 150
 epochs, batch 64, 8 cells, C = 16; θ: SGD lr 0.025 cosine to 0.001, momentum 0.9, wd
-3e-4, clip 5; α: Adam 3e-4, wd 1e-3 (betas (0.5, 0.999) as DARTS: not checked), log α
-initialised N(1, 0.01). SNAS pools carry an affine BN in the final network (``op_set``
+3e-4, clip 5; α: Adam 3e-4, betas (0.5, 0.999), wd 1e-3 (the official script's
+distributed branch; its single-GPU branch uses plain SGD at 3e-4 for α), α's gradient
+clipped to norm 10; log α initialised N(1, 0.01). SNAS pools carry an affine BN in the final network (``op_set``
 ``snas``); in the search network all BNs are non-affine as in DARTS. λ presets are OUR
 choice (which λ gave SNAS mild/moderate/aggressive is not documented): with the
 log-scaled penalty summed over the chosen resources, mild 0.01, moderate 0.05,
 aggressive 0.2; the README command's λ = 1.5e-3 is the official scale of its own penalty.
-The official search also uses drop path 0.3; not implemented here. Like DARTS, the
+Drop path 0.3 on every edge output during the search (README command
+``--drop_path_prob 0.3``; the official search cell applies it to each edge's mixed output
+in training; we keep it constant over the run, whether the official script schedules it
+was not checked). Like DARTS, the
 training data are split 50/50: θ and α see only the first half, the second half gives
 the held-out accuracies (the official code keeps a validation queue for reporting too).
 """
@@ -52,6 +56,9 @@ from nasforge.search.supernet_loop import SupernetConfig, SupernetSearch, nb201_
 
 __all__ = ["SnasConfig", "SnasSearch", "gumbel_softmax_sample", "temperature", "derive_edge_all", "PRESETS"]
 
+#: α's gradient is clipped to this norm before its step (official ``train_search.py``)
+ARCH_GRAD_CLIP = 10.0
+
 #: λ presets for the log-scaled penalty (our choice; see the module docstring)
 PRESETS = {"none": 0.0, "mild": 0.01, "moderate": 0.05, "aggressive": 0.2}
 
@@ -66,11 +73,14 @@ class SnasConfig(SupernetConfig):
     preset: str = "mild"
     penalty: float | None = None  # λ; overrides the preset
     log_penalty: bool = True
+    drop_path: float = 0.3  # on every edge output during the search (README --drop_path_prob 0.3)
 
     def validate(self) -> None:
         super().validate()
         if self.resource not in (*resource.RESOURCES, "all"):
             raise ConfigError(f"--resource must be one of {[*resource.RESOURCES, 'all']}, got {self.resource!r}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ConfigError(f"--drop-path must be in [0, 1), got {self.drop_path}")
         if self.preset not in PRESETS:
             raise ConfigError(f"--preset must be one of {list(PRESETS)}, got {self.preset!r}")
         if not 0.0 < self.temp_min <= self.temp:
@@ -151,6 +161,7 @@ class SnasSearch(SupernetSearch):
     def __init__(self, cfg: SnasConfig, run_dir=None, **kw):
         super().__init__(cfg, run_dir, **kw)
         self.noise = torch.Generator().manual_seed(cfg.seed + 2)
+        self.net.drop_prob = cfg.drop_path
         self.tau = cfg.temp
         self._last_cost = float("nan")
 
@@ -186,6 +197,7 @@ class SnasSearch(SupernetSearch):
         loss.backward()
         alphas = list(self.alphas.values())
         self.dist.all_reduce_grads(alphas)
+        torch.nn.utils.clip_grad_norm_(alphas, ARCH_GRAD_CLIP)
         self.a_opt.step()
         self.weight_step()
         return {
@@ -235,7 +247,7 @@ _FLAGS = {
     "train_portion": "train_portion", "lr": "lr", "arch_lr": "arch_lr", "arch_weight_decay": "arch_weight_decay",
     "eval_limit": "eval_limit", "augment": "augment", "nb201_cells": "nb201_cells", "nb201_table": "nb201_table",
     "max_steps": "max_steps", "data_dir": "data_dir", "resource": "resource", "preset": "preset", "penalty": "penalty",
-    "log_penalty": "log_penalty", "temp": "temp", "temp_min": "temp_min",
+    "log_penalty": "log_penalty", "temp": "temp", "temp_min": "temp_min", "drop_path": "drop_path",
 }
 
 
@@ -245,6 +257,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--penalty", type=float, default=None, help="λ of the resource penalty (overrides --preset)")
     p.add_argument("--preset", default=None, choices=tuple(PRESETS), help="λ preset: none, mild (default), moderate, aggressive")
     p.add_argument("--linear-penalty", dest="log_penalty", action="store_false", default=None, help="penalise cost/max cost instead of log cost")
+    p.add_argument("--drop-path", type=float, default=None, help="drop-path probability on every edge output during the search (0.3)")
     p.add_argument("--temp", type=float, default=None, help="initial Gumbel-softmax temperature (1.0)")
     p.add_argument("--temp-min", type=float, default=None, help="final temperature (0.03)")
 

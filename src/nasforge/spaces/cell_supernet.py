@@ -46,7 +46,8 @@ output = concatenation of the intermediate nodes. The architecture parameters ar
 Speed/memory options: ``channels_last`` (default on CPU: oneDNN's depthwise kernels are
 several times faster in NHWC), ``checkpoint_cells`` (recompute each cell in backward:
 activation memory of one cell instead of all; BN running statistics are updated once),
-``fused`` (BN+mixing fusion, see :mod:`nasforge.spaces.mixed_op`).
+``fused`` (BN+mixing fusion, see :mod:`nasforge.spaces.mixed_op`). ``drop_prob`` (an
+attribute a strategy sets; 0 by default): drop path on every edge output in training.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import torch.nn as nn
 import torch.utils.checkpoint as tcp
 
 from nasforge.errors import ArchError
+from nasforge.nets.cell import drop_path
 from nasforge.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from nasforge.spaces.mixed_op import EdgeInput, MixedOp
 
@@ -147,8 +149,14 @@ class SearchCell(nn.Module):
         choice: Sequence[Sequence[int]] | None = None,
         concat: Sequence[int] | None = None,
         fused: bool = True,
+        drop_prob: float = 0.0,
     ) -> torch.Tensor:
-        """Dense (``weights[E, K]``) or sparse (``choice``: per edge a list of op indices)."""
+        """Dense (``weights[E, K]``) or sparse (``choice``: per edge a list of op indices).
+
+        ``drop_prob`` > 0 (training only): drop path on every edge output (whole samples
+        zeroed, the rest scaled by 1/keep), as SNAS' search cell does.
+        """
+        drop = drop_prob if self.training else 0.0
         if self.inputs == 2:
             states = [EdgeInput(self.pre[0](s0)), EdgeInput(self.pre[1](s1))]
         else:
@@ -169,6 +177,8 @@ class SearchCell(nn.Module):
                 e += 1
                 if out is None:
                     continue
+                if drop > 0.0:
+                    out, o = drop_path(out, drop), True
                 if acc is None:
                     acc, owned = out, o
                 elif owned:
@@ -267,9 +277,10 @@ class SupernetBase(nn.Module):
         w = None if weights is None else weights[kind]
         c = None if sparse is None else sparse[kind]
         cc = None if concat is None else concat.get(kind)
+        drop = getattr(self, "drop_prob", 0.0)
         if self.checkpoint_cells and self.training and torch.is_grad_enabled():
-            return _checkpointed(cell, s0, s1, w, c, cc, self.fused)
-        return cell(s0, s1, w, c, cc, self.fused)
+            return _checkpointed(cell, s0, s1, w, c, cc, self.fused, drop)
+        return cell(s0, s1, w, c, cc, self.fused, drop)
 
 
 class CellSupernet(SupernetBase):
@@ -317,6 +328,8 @@ class CellSupernet(SupernetBase):
         self.channels_last = channels_last
         self.checkpoint_cells = checkpoint_cells
         self.fused = fused
+        #: drop-path probability on every edge output in training (set by a strategy: SNAS 0.3)
+        self.drop_prob = 0.0
         self.reductions = tuple(reductions) if reductions is not None else (layers // 3, 2 * layers // 3)
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
@@ -359,14 +372,15 @@ class CellSupernet(SupernetBase):
         return self.classifier(out.flatten(1))
 
 
-def _checkpointed(cell: SearchCell, s0, s1, w, c, cc, fused) -> torch.Tensor:
-    """Recompute ``cell`` in backward; the recomputation does not touch BN running stats."""
+def _checkpointed(cell: SearchCell, s0, s1, w, c, cc, fused, drop_prob: float = 0.0) -> torch.Tensor:
+    """Recompute ``cell`` in backward; the recomputation does not touch BN running stats
+    (and draws the same drop-path masks: checkpoint restores the RNG state)."""
     calls = [0]
 
     def run(a, b, ww):
         calls[0] += 1
         ctx = frozen_bn_stats(cell) if calls[0] > 1 else contextlib.nullcontext()
         with ctx:
-            return cell(a, b, ww, c, cc, fused)
+            return cell(a, b, ww, c, cc, fused, drop_prob)
 
     return tcp.checkpoint(run, s0, s1, w, use_reentrant=False)
