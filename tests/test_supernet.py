@@ -204,16 +204,21 @@ def test_nb201_supernet_shapes_and_choice():
     assert net(x, choice={"normal": ["nor_conv_3x3", "none", "skip_connect", "avg_pool_3x3", "none", "nor_conv_1x1"]}).shape == (2, 10)
 
 
-@pytest.mark.parametrize("k,stride,size", [(5, 1, 10), (5, 1, 7), (3, 1, 8), (5, 2, 8), (3, 2, 7), (5, 2, 5), (3, 1, 2)])
-def test_dilated_depthwise_backward_on_phases_equals_autograd(k, stride, size):
+@pytest.mark.parametrize("k,stride,size,dilation", [
+    (5, 1, 10, 2), (5, 1, 7, 2), (3, 1, 8, 2), (5, 2, 8, 2), (3, 2, 7, 2), (5, 2, 5, 2), (3, 1, 2, 2), (5, 1, 20, 2),
+    (5, 1, 8, 1), (5, 1, 7, 1), (5, 2, 8, 1), (3, 1, 6, 1),
+])
+def test_depthwise_backward_equals_autograd(k, stride, size, dilation):
+    """The phase / column-pair / flipped-kernel routes of dw_conv_backward give autograd's gradients."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(4, 4, k, stride=stride, padding=k - 1, dilation=2, groups=4, bias=False).double()
+    pad = dilation * (k - 1) // 2
+    conv = nn.Conv2d(4, 4, k, stride=stride, padding=pad, dilation=dilation, groups=4, bias=False).double()
     for fmt in (torch.contiguous_format, torch.channels_last):
         x = torch.randn(2, 4, size, size, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
         y = conv(x)
         g = torch.randn_like(y)
         gx, gw = torch.autograd.grad(y, [x, conv.weight], g)
-        px, pw = dw_conv_backward(g, x.detach(), conv.weight.detach(), stride, k - 1, 2, (True, True))
+        px, pw = dw_conv_backward(g, x.detach(), conv.weight.detach(), stride, pad, dilation, (True, True))
         assert torch.allclose(gx, px, atol=1e-12) and torch.allclose(gw, pw, atol=1e-12)
 
 

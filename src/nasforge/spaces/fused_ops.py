@@ -51,6 +51,33 @@ def _split_rows(x: torch.Tensor) -> torch.Tensor:
     return p.reshape(2 * N, H // 2, W // 2, 2 * C).permute(0, 3, 1, 2)
 
 
+def _pair_columns(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) NHWC, even W -> (N, 2C, H, W/2) NHWC view: column pairs as channels (no copy)."""
+    N, C, H, W = t.shape
+    return t.permute(0, 2, 3, 1).reshape(N, H, W // 2, 2 * C).permute(0, 3, 1, 2)
+
+
+def _dw_weight_grad(g: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """∂w of a stride-1, 'same'-padded, undilated depthwise conv.
+
+    oneDNN's depthwise weight gradient is fast only for kernels at most 3 wide (measured on
+    this CPU: 5×5 takes ~4× a 5×3). A 5×5 one is assembled from two 5×3 ones: column taps
+    −1, 0, +1 directly; taps −2, 0, +2 from the same call on the column-paired view of x and
+    g (NHWC, even width), where one step is two columns and each channel's kernel is shared
+    by its two column phases.
+    """
+    C, k = w.shape[0], w.shape[-1]
+    mask = [False, True, False]
+    if k == 5 and w.shape[-2] == 5 and x.shape[-1] % 2 == 0 and memory_format_of(x) == torch.channels_last:
+        odd = _conv_bwd(g, x, w[..., 1:4], None, [1, 1], [2, 1], [1, 1], False, [0, 0], C, mask)[1]
+        w2 = w[..., ::2].repeat(2, 1, 1, 1)
+        even = _conv_bwd(_pair_columns(g), _pair_columns(x), w2, None, [1, 1], [2, 1], [1, 1], False, [0, 0], 2 * C, mask)[1]
+        even = even[:C] + even[C:]
+        return torch.cat([even[..., :1], odd, even[..., 2:]], dim=-1)
+    p = (k - 1) // 2
+    return _conv_bwd(g, x, w, None, [1, 1], [p, p], [1, 1], False, [0, 0], C, mask)[1]
+
+
 def dw_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
     return F.conv2d(x, w, None, stride, padding, dilation, w.shape[0])
 
@@ -64,8 +91,9 @@ def dw_conv_backward(
     flipped (a fast dilated *forward*), and ∂w comes from one plain depthwise conv over the
     four polyphase components of x and g (row phases stacked in the batch, column phases as
     channels, NHWC; kernel shared by both column phases); at stride 2 only the even
-    rows/columns of x are read, so both come from a plain conv on them. Anything else
-    (or phases smaller than the kernel, where the plain kernels are slow too): native.
+    rows/columns of x are read, so both come from a plain conv on them. Undilated 5×5 at
+    stride 1: ∂w from :func:`_dw_weight_grad`. Anything else (or phases smaller than the
+    kernel, where the plain kernels are slow too): native.
     """
     k = w.shape[-1]
     groups = w.shape[0]
@@ -79,8 +107,7 @@ def dw_conv_backward(
             gw = None
             if mask[1]:
                 if H % 2 == 0 and W % 2 == 0 and H // 2 >= k and W // 2 >= k and fmt == torch.channels_last:
-                    w2 = w.repeat(2, 1, 1, 1)
-                    gw2 = _conv_bwd(_split_rows(g), _split_rows(x), w2, None, [1, 1], [p, p], [1, 1], False, [0, 0], 2 * groups, [False, True, False])[1]
+                    gw2 = _dw_weight_grad(_split_rows(g), _split_rows(x), w.repeat(2, 1, 1, 1))
                     gw = gw2.view(2, *w.shape).sum(0)
                 else:
                     gw = _conv_bwd(g, x, w, None, [1, 1], [padding, padding], [2, 2], False, [0, 0], groups, [False, True, False])[1]
@@ -93,6 +120,9 @@ def dw_conv_backward(
                 gx = torch.zeros_like(x)
                 gx[:, :, ::2, ::2] = gxe
             return gx, gw
+    if stride == 1 and dilation == 1 and k == 5 and padding == 2 and mask[1]:
+        gx = _conv_bwd(g, x, w, None, [1, 1], [2, 2], [1, 1], False, [0, 0], groups, [True, False, False])[0] if mask[0] else None
+        return gx, _dw_weight_grad(g, x, w)
     gx, gw, _ = _conv_bwd(g, x, w, None, [stride, stride], [padding, padding], [dilation, dilation], False, [0, 0], groups, [mask[0], mask[1], False])
     return gx, gw
 
