@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from nasforge.errors import ArchError
 from nasforge.ops import DARTS_PRIMITIVES, ENAS_MICRO_PRIMITIVES, NB201_PRIMITIVES, make_op
 from nasforge.spaces.cell_supernet import CellSupernet, SearchCell, cell_edges
-from nasforge.spaces.fused_ops import BnMix, dw_conv_backward
+from nasforge.spaces.fused_ops import BnMix, dw_conv_backward, fused_plan
 from nasforge.spaces.mixed_op import CandidateOp, EdgeInput, MixedOp
 from nasforge.spaces.nb201_supernet import NB201Supernet
 
@@ -230,7 +230,10 @@ def test_fused_candidate_op_equals_plain_modules(name, stride, size):
     plain = CandidateOp(name, 4, stride, affine=False, pool_bn=True, op_set="darts").double()
     fused = CandidateOp(name, 4, stride, affine=False, pool_bn=True, op_set="darts").double()
     fused.load_state_dict(plain.state_dict())
-    assert fused.plan is not None
+    assert (fused.plan is None) == (name == "max_pool_3x3")
+    if name == "max_pool_3x3":  # the lean plan recomputes the argmax instead of saving it
+        fused.plan = fused_plan(fused.body, lean=True)
+        assert fused.plan is not None
     for fmt in (torch.contiguous_format, torch.channels_last):
         x0 = torch.randn(3, 4, size, size, dtype=torch.float64).contiguous(memory_format=fmt)
         outs = []

@@ -326,12 +326,15 @@ def _is_maxpool3(m: nn.Module) -> bool:
 Plan = tuple[tuple[str, tuple[int, ...]], ...]
 
 
-def fused_plan(body: nn.Module) -> Plan | None:
+def fused_plan(body: nn.Module, lean: bool = False) -> Plan | None:
     """How to compute ``body`` (training mode) with the functions above, or None.
 
     ``body`` is flattened into its leaf modules (nested ``nn.Sequential``); the runs
-    depthwise→1×1, BN(affine=False)→ReLU→depthwise→1×1 and 3×3 max and average pooling are replaced,
-    other leaves are called as they are. The plan names leaves by index (it holds no
+    depthwise→1×1, BN(affine=False)→ReLU→depthwise→1×1 and 3×3 average pooling are replaced,
+    other leaves are called as they are; with ``lean``, 3×3 max pooling too
+    (:class:`MaxPoolRecompute`: −8 bytes per output element, +1 pooling forward in
+    backward; off by default: the memory targets are met without it and time is not).
+    The plan names leaves by index (it holds no
     module, so copies of the op stay independent). None when nothing would be replaced.
     """
     leaves = _leaves(body)
@@ -349,7 +352,7 @@ def fused_plan(body: nn.Module) -> Plan | None:
         elif len(a) >= 2 and _is_dw(a[0]) and _is_pw(a[1]):
             plan.append(("dwpw", (nxt[0], nxt[1])))
             i, replaced = nxt[1] + 1, True
-        elif _is_maxpool3(a[0]):
+        elif _is_maxpool3(a[0]) and lean:
             plan.append(("maxpool", (i,)))
             i, replaced = i + 1, True
         elif _is_avgpool3(a[0]):
