@@ -16,9 +16,10 @@ DARTS' ``MixedOp``; the work is organised differently to save time and memory on
 - the BN(affine=False) that closes an op is fused with its mixing weight
   (:class:`~nasforge.spaces.fused_ops.BnMix`): one saved tensor (x̂) instead of BN's
   input plus the product's input;
-- inside the ops, depthwise→1×1 runs, BN→ReLU→depthwise→1×1 runs and max pooling save
-  only what cannot be recomputed cheaply (:mod:`nasforge.spaces.fused_ops`), and dilated
-  depthwise backward runs on polyphase components;
+- inside the ops, depthwise→1×1 runs and BN→ReLU→depthwise→1×1 runs save only what cannot
+  be recomputed cheaply, average pooling runs as a depthwise ones-conv, and the slow
+  oneDNN depthwise backward cases (dilated; 5×5 weight gradient) take faster routes
+  (:mod:`nasforge.spaces.fused_ops`);
 - the weighted outputs are accumulated in place.
 
 With ``fused=False`` (or in eval mode, or without autograd) the plain modules run: that
