@@ -62,6 +62,7 @@ import torch.utils.checkpoint as tcp
 from nasforge.errors import ArchError
 from nasforge.nets.cell import drop_path
 from nasforge.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
+from nasforge.spaces.fused_ops import memory_format_of
 from nasforge.spaces.mixed_op import EdgeInput, MixedOp
 
 Weights = Mapping[str, torch.Tensor]
@@ -191,7 +192,7 @@ class SearchCell(nn.Module):
                 ref = states[0].x
                 stride = 2 if self.reduction else 1
                 acc = ref.new_zeros(ref.shape[0], self.C, (ref.shape[2] + stride - 1) // stride, (ref.shape[3] + stride - 1) // stride)
-                acc = acc.contiguous(memory_format=_memory_format(ref))
+                acc = acc.contiguous(memory_format=memory_format_of(ref))
             states.append(EdgeInput(acc))
         keep = self.concat if concat is None else set(concat)
         outs = []
@@ -199,12 +200,6 @@ class SearchCell(nn.Module):
             t = states[n].x
             outs.append(t if n in keep else torch.zeros_like(t))
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
-
-
-def _memory_format(t: torch.Tensor) -> torch.memory_format:
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def normalise_choice(choice: Sequence[Any], primitives: Sequence[str], num_edges: int, where: str = "choice") -> list[list[int]]:
