@@ -96,3 +96,28 @@ def test_nb201_search_derives_a_cell_found_in_the_table(tmp_path, shared_data, m
     table = NB201Table.load(shared_data / "nas-bench-201")
     rec = read_jsonl(out / "metrics.jsonl")[-1]
     assert rec["nb201"]["cifar10-val"] == pytest.approx(table.accuracy(ops, "cifar10-val"))
+
+
+def test_kill_right_after_the_checkpoint_loses_no_metrics_record(tmp_path, monkeypatch):
+    """The record of an epoch is on disk before its checkpoint, so a kill between the two
+    cannot leave a checkpoint whose epochs are missing from ``metrics.jsonl``."""
+    import nasforge.search.supernet_loop as loop
+
+    real_save = loop.save_checkpoint
+
+    class Killed(BaseException):
+        pass
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        raise Killed
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        main(["search", "darts", "--out", str(out), "--epochs", "2", *TINY])
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1]
+    assert main(["search", "darts", "--out", str(out), "--epochs", "2", *TINY, "--resume"]) == 0
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2]

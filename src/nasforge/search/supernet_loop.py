@@ -343,9 +343,12 @@ class SupernetSearch:
             self.epoch += 1
             self.history.append({k: record[k] for k in ("epoch", "supernet_acc", "child_acc") if k in record})
             if main:
-                save_checkpoint(self.state_dict(), ckpt)
+                # Metrics and arch first, checkpoint last: a kill between them leaves a
+                # record past the checkpoint, which --resume truncates and rewrites; the
+                # other order would lose the epoch's record for good.
                 metrics.write(record)
                 save_arch(arch, self.run_dir / "arch.json")
+                save_checkpoint(self.state_dict(), ckpt)
                 if self.progress:
                     print(
                         f"{self.method} epoch {record['epoch']}/{cfg.epochs}: train loss {record.get('train_loss', float('nan')):.4f}, "
