@@ -28,6 +28,7 @@ import torch
 
 from nasforge.search.darts import DartsConfig, DartsSearch
 from nasforge.search.snas import SnasConfig, SnasSearch
+from nasforge.utils.malloc import tune_malloc
 
 
 def _synthetic(cls):
@@ -135,7 +136,9 @@ def main() -> None:
     p.add_argument("--no-fused", action="store_true")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--naive", action="store_true", help="darts1 on a plain re-implementation of the official search network (reference)")
+    p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
     a = p.parse_args()
+    malloc_tuned = False if a.no_malloc_tuning else tune_malloc()
     if a.threads:
         torch.set_num_threads(a.threads)
     common = dict(
@@ -182,7 +185,7 @@ def main() -> None:
     print(json.dumps({
         "mode": "naive-darts1" if a.naive else a.mode, "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
         "threads": torch.get_num_threads(), "checkpoint_cells": a.checkpoint_cells and not a.naive, "channels_last": not (a.no_channels_last or a.naive),
-        "fused": not (a.no_fused or a.naive), "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
+        "fused": not (a.no_fused or a.naive), "malloc_tuned": malloc_tuned, "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
         "cpu_s": [round(c, 2) for c in cpu[a.warmup :]],
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
     }))

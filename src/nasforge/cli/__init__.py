@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if not argv else 2
+    from nasforge.utils.malloc import tune_malloc
+
+    tune_malloc()  # reuse freed activation memory instead of page-faulting fresh pages (utils/malloc.py)
     try:
         return int(args.func(args) or 0)
     except NasforgeError as e:
