@@ -18,7 +18,7 @@ def churn():
     del xs
 churn()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(10):
     churn()
 print(int(tuned), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -26,7 +26,7 @@ print(int(tuned), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def _probe(mode: str, **env) -> tuple[bool, int]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    e.update(env)
+    e.update(OMP_NUM_THREADS="1", **env)
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True, env=e).stdout.split()
     return bool(int(out[0])), int(out[1])
 
@@ -36,11 +36,12 @@ def test_tuned_malloc_reuses_freed_memory_instead_of_faulting_it_back():
     tuned, faults = _probe("tune")
     if not tuned:
         pytest.skip("no glibc mallopt here")
-    _, faults_default = _probe("default")
-    # 5 rounds of 240 MB: glibc's defaults give the pages back and fault ~58k of them in
-    # again per round; tuned, the second and later rounds reuse the heap
-    assert faults_default > 50_000
-    assert faults < faults_default / 10
+    # 10 rounds of 240 MB = 586k pages. glibc's defaults hand freed memory back whenever
+    # the heap top is free and fault it in again (measured 61k-586k faults, depending on
+    # where small allocations land); tuned, every round after the first reuses the heap
+    # (measured 3k-21k).
+    pages = 10 * 20 * 3_000_000 * 4 // 4096
+    assert faults < 0.05 * pages
 
 
 def test_opt_out_by_environment():
