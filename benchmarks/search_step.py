@@ -121,6 +121,50 @@ def naive_first_order_step(net, alphas, w_opt, a_opt, train, held):
     w_opt.step()
 
 
+def naive_second_order_step(net, alphas, w_opt, a_opt, train, held):
+    """Second-order DARTS step structured as the official code: an unrolled *copy* of the
+    network at w' = w − ξ(μv + ∇w L_train + λw), ``loss.backward()`` on it (gradients of α
+    and of all of w'), the finite-difference Hessian-vector product from two α-only
+    ``autograd.grad`` passes at w ± εv, then the weight step of the first-order reference."""
+    import copy
+
+    import torch.nn.functional as F
+
+    def loss_of(model, batch):
+        return F.cross_entropy(model(batch[0], {t: F.softmax(a, -1) for t, a in alphas.items()}), batch[1])
+
+    group = w_opt.param_groups[0]
+    eta, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+    params = list(net.parameters())
+    grads = torch.autograd.grad(loss_of(net, train), params)
+    unrolled = copy.deepcopy(net)
+    with torch.no_grad():
+        for p, u, g in zip(params, unrolled.parameters(), grads):
+            buf = w_opt.state.get(p, {}).get("momentum_buffer")
+            u.copy_(p - eta * (g + wd * p + (mom * buf if buf is not None else 0.0)))
+    a_opt.zero_grad()
+    loss_of(unrolled, held).backward()
+    vector = [u.grad for u in unrolled.parameters()]
+    r = 0.01 / float(torch.sqrt(sum((v**2).sum() for v in vector)))
+    keys = list(alphas)
+    implicit = []
+    for sign in (1.0, -2.0):
+        with torch.no_grad():
+            for p, v in zip(params, vector):
+                p.add_(v, alpha=sign * r)
+        implicit.append(torch.autograd.grad(loss_of(net, train), [alphas[k] for k in keys]))
+    with torch.no_grad():
+        for p, v in zip(params, vector):
+            p.add_(v, alpha=r)
+        for k, gp, gn in zip(keys, *implicit):
+            alphas[k].grad -= eta * (gp - gn) / (2 * r)
+    a_opt.step()
+    w_opt.zero_grad()
+    loss_of(net, train).backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+    w_opt.step()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=("darts1", "darts2", "darts2-reuse", "snas"), default="darts1")
@@ -135,9 +179,11 @@ def main() -> None:
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--no-fused", action="store_true")
     p.add_argument("--profile", action="store_true")
-    p.add_argument("--naive", action="store_true", help="darts1 on a plain re-implementation of the official search network (reference)")
+    p.add_argument("--naive", action="store_true", help="darts1/darts2 on a plain re-implementation of the official search network and step (reference)")
     p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
     a = p.parse_args()
+    if a.naive and a.mode not in ("darts1", "darts2"):
+        p.error("--naive is a reference for --mode darts1 and darts2 only")
     malloc_tuned = False if a.no_malloc_tuning else tune_malloc()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -166,8 +212,10 @@ def main() -> None:
         he = (held[0].contiguous(), held[1])
         del search
 
+        naive_step = naive_first_order_step if a.mode == "darts1" else naive_second_order_step
+
         def step(_t, _h):
-            naive_first_order_step(net, alphas, w_opt, a_opt, tr, he)
+            naive_step(net, alphas, w_opt, a_opt, tr, he)
 
     times, cpu = [], []
     for i in range(a.warmup + a.steps):
@@ -183,7 +231,7 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     steps = times[a.warmup :]
     print(json.dumps({
-        "mode": "naive-darts1" if a.naive else a.mode, "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
+        "mode": f"naive-{a.mode}" if a.naive else a.mode, "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
         "threads": torch.get_num_threads(), "checkpoint_cells": a.checkpoint_cells and not a.naive, "channels_last": not (a.no_channels_last or a.naive),
         "fused": not (a.no_fused or a.naive), "malloc_tuned": malloc_tuned, "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
         "cpu_s": [round(c, 2) for c in cpu[a.warmup :]],
