@@ -84,6 +84,7 @@ def test_fused_bn_mix_matches_batchnorm_times_weight():
     for fmt in (torch.contiguous_format, torch.channels_last):
         z0 = torch.randn(6, 5, 7, 7, dtype=torch.float64).contiguous(memory_format=fmt)
         g = torch.randn(6, 5, 7, 7, dtype=torch.float64)
+        a0 = torch.randn(6, 5, 7, 7, dtype=torch.float64)
         out = []
         for fused in (False, True):
             bn = nn.BatchNorm2d(5, affine=False).double()
@@ -92,7 +93,17 @@ def test_fused_bn_mix_matches_batchnorm_times_weight():
             y = BnMix.apply(z, w, bn) if fused else bn(z) * w
             y.backward(g)
             out.append((y.detach(), z.grad, w.grad, bn.running_mean, bn.running_var, bn.num_batches_tracked))
-        for a, b in zip(*out):
+            # accumulating form: acc + w·BN(z), acc modified in place, its gradient passed through
+            a = a0.clone().requires_grad_()
+            acc = a * 1.0
+            z = z0.clone().requires_grad_()
+            w = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+            y = BnMix.apply(z, w, bn, acc) if fused else acc + bn(z) * w
+            y.backward(g)
+            out.append((y.detach(), z.grad, w.grad, a.grad))
+        for a, b in zip(out[0], out[2]):
+            assert torch.allclose(a, b, atol=1e-12)
+        for a, b in zip(out[1], out[3]):
             assert torch.allclose(a, b, atol=1e-12)
 
 
@@ -222,7 +233,7 @@ def test_depthwise_backward_equals_autograd(k, stride, size, dilation):
         assert torch.allclose(gx, px, atol=1e-12) and torch.allclose(gw, pw, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3"])
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3", "skip_connect"])
 @pytest.mark.parametrize("stride,size", [(1, 8), (2, 8), (1, 7), (2, 5)])
 def test_fused_candidate_op_equals_plain_modules(name, stride, size):
     """Same output, input/weight/mixing gradients and BN statistics as the plain modules."""
@@ -230,7 +241,7 @@ def test_fused_candidate_op_equals_plain_modules(name, stride, size):
     plain = CandidateOp(name, 4, stride, affine=False, pool_bn=True, op_set="darts").double()
     fused = CandidateOp(name, 4, stride, affine=False, pool_bn=True, op_set="darts").double()
     fused.load_state_dict(plain.state_dict())
-    assert (fused.plan is None) == (name == "max_pool_3x3")
+    assert (fused.plan is None) == (name == "max_pool_3x3" or (name == "skip_connect" and stride == 1))
     if name == "max_pool_3x3":  # the lean plan recomputes the argmax instead of saving it
         fused.plan = fused_plan(fused.body, lean=True)
         assert fused.plan is not None
@@ -248,11 +259,11 @@ def test_fused_candidate_op_equals_plain_modules(name, stride, size):
             assert torch.allclose(a, b, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["sep_conv_5x5", "dil_conv_3x3"])
-def test_fused_candidate_op_without_weight_gradients(name):
+@pytest.mark.parametrize("name,stride", [("sep_conv_5x5", 1), ("dil_conv_3x3", 1), ("skip_connect", 2)])
+def test_fused_candidate_op_without_weight_gradients(name, stride):
     """With the op's weights frozen (an α-only pass) the input and mixing gradients are unchanged."""
     torch.manual_seed(0)
-    op = CandidateOp(name, 4, 1, affine=False, pool_bn=True, op_set="darts").double()
+    op = CandidateOp(name, 4, stride, affine=False, pool_bn=True, op_set="darts").double()
     x0 = torch.randn(3, 4, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     outs = []
     for frozen in (False, True):
@@ -261,7 +272,8 @@ def test_fused_candidate_op_without_weight_gradients(name):
         x = x0.clone().requires_grad_()
         w = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
         y = op(EdgeInput(x), w, fused=True)
-        outs.append(torch.autograd.grad(y, [x, w], torch.ones_like(y) + x0))
+        g = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        outs.append(torch.autograd.grad(y, [x, w], g))
     for a, b in zip(*outs):
         assert torch.allclose(a, b, atol=1e-10)
 

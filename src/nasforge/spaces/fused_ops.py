@@ -15,6 +15,8 @@ less for backward and recompute the cheap rest there:
 - :class:`BnMix` (the closing BN(affine=False) times the op's mixing weight) saves x̂ only.
 - :class:`MaxPoolRecompute` saves its input (a node state) instead of int64 indices
   (only in the opt-in ``lean`` plan).
+- :class:`FactorizedReduceFn` (the convs of ``skip_connect`` at stride 2) saves the two
+  subsampled grids, half of its input, and writes its input gradient in one tensor.
 - :func:`avg_pool3`: 3×3 average pooling without padded entries counted, as a depthwise
   conv with a ones kernel times the reciprocal window count (oneDNN's depthwise conv is
   several times faster than ATen's channels-last average pooling, both ways).
@@ -240,16 +242,21 @@ class BnReluDwPw(torch.autograd.Function):
 
 class BnMix(torch.autograd.Function):
     """``w · BN_train(z)`` for BN without affine; saves only x̂ (and the per-channel 1/σ).
+    Given ``acc`` (an edge's running sum, owned by the caller), ``acc += w · BN_train(z)``
+    in place instead.
 
     Backward, with g the output gradient: ``∂w = Σ g·x̂`` and
     ``∂z = w/σ · (g − mean(g) − x̂·mean(g·x̂))``, both from one BN-backward call.
     """
 
     @staticmethod
-    def forward(ctx, z, w, bn: nn.BatchNorm2d):  # type: ignore[override]
+    def forward(ctx, z, w, bn: nn.BatchNorm2d, acc=None):  # type: ignore[override]
         xhat, invstd = _bn_normalise(z, bn)
         ctx.save_for_backward(xhat, invstd, w)
-        return xhat * w
+        if acc is None:
+            return xhat * w
+        ctx.mark_dirty(acc)  # acc += w·x̂ in one pass: no temporary, no separate add
+        return acc.addcmul_(xhat, w)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
@@ -257,7 +264,48 @@ class BnMix(torch.autograd.Function):
         mask = (bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]))
         gz, gw = _bn_backward(g, xhat, invstd * w, mask)
         grad_w = gw.sum().reshape(w.shape) if mask[1] else None  # Σ g·x̂ over all channels
-        return (gz if mask[0] else None), grad_w, None
+        if len(ctx.needs_input_grad) == 3:  # called without acc
+            return (gz if mask[0] else None), grad_w, None
+        return (gz if mask[0] else None), grad_w, None, (g if ctx.needs_input_grad[3] else None)
+
+
+class FactorizedReduceFn(torch.autograd.Function):
+    """``cat(conv1x1(x[::2, ::2]), conv1x1(x[1::2, 1::2]))``: the convs of
+    :class:`~nasforge.ops.FactorizedReduce` (odd sizes: the odd grid zero-padded).
+
+    Saves the two subsampled grids (half of x) instead of x; backward writes the input
+    gradient once into the two grids of a zero tensor, where autograd would build and add
+    one full-size tensor per branch.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w1, w2):  # type: ignore[override]
+        fmt = memory_format_of(x)
+        even = x[:, :, ::2, ::2].contiguous(memory_format=fmt)
+        odd = x[:, :, 1::2, 1::2]
+        ctx.odd_hw = tuple(odd.shape[-2:])
+        if odd.shape[-2:] != even.shape[-2:]:
+            odd = F.pad(odd, (0, even.shape[-1] - odd.shape[-1], 0, even.shape[-2] - odd.shape[-2]))
+        odd = odd.contiguous(memory_format=fmt)
+        ctx.save_for_backward(even, odd, w1, w2)
+        ctx.x_shape = x.shape
+        return torch.cat([F.conv2d(even, w1), F.conv2d(odd, w2)], dim=1)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        even, odd, w1, w2 = ctx.saved_tensors
+        need_x, need_w1, need_w2 = ctx.needs_input_grad[:3]
+        fmt = memory_format_of(even)
+        h = w1.shape[0]
+        ge, gw1, _ = _conv_bwd(g[:, :h].contiguous(memory_format=fmt), even, w1, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_x, need_w1, False])
+        go, gw2, _ = _conv_bwd(g[:, h:].contiguous(memory_format=fmt), odd, w2, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_x, need_w2, False])
+        gx = None
+        if need_x:
+            gx = torch.zeros(ctx.x_shape, dtype=g.dtype, device=g.device).contiguous(memory_format=fmt)
+            gx[:, :, ::2, ::2] = ge
+            oh, ow = ctx.odd_hw
+            gx[:, :, 1::2, 1::2] = go[:, :, :oh, :ow]
+        return gx, gw1, gw2
 
 
 _POOL_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -335,11 +383,18 @@ def _is_maxpool3(m: nn.Module) -> bool:
 Plan = tuple[tuple[str, tuple[int, ...]], ...]
 
 
+def _is_factorized_reduce(m: nn.Module) -> bool:
+    from nasforge.ops import FactorizedReduce
+
+    return type(m) is FactorizedReduce and m.conv_1.bias is None and m.conv_2.bias is None
+
+
 def fused_plan(body: nn.Module, lean: bool = False) -> Plan | None:
     """How to compute ``body`` (training mode) with the functions above, or None.
 
     ``body`` is flattened into its leaf modules (nested ``nn.Sequential``); the runs
-    depthwise→1×1, BN(affine=False)→ReLU→depthwise→1×1 and 3×3 average pooling are replaced,
+    depthwise→1×1, BN(affine=False)→ReLU→depthwise→1×1, 3×3 average pooling and
+    FactorizedReduce are replaced,
     other leaves are called as they are; with ``lean``, 3×3 max pooling too
     (:class:`MaxPoolRecompute`: −8 bytes per output element, +1 pooling forward in
     backward; off by default: the memory targets are met without it and time is not).
@@ -367,6 +422,9 @@ def fused_plan(body: nn.Module, lean: bool = False) -> Plan | None:
         elif _is_avgpool3(a[0]):
             plan.append(("avgpool", (i,)))
             i, replaced = i + 1, True
+        elif _is_factorized_reduce(a[0]):
+            plan.append(("factorized_reduce", (i,)))
+            i, replaced = i + 1, True
         else:
             plan.append(("module", (i,)))
             i += 1
@@ -392,6 +450,9 @@ def run_plan(plan: Plan, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
         elif kind == "avgpool":
             pool = leaves[idx[0]]
             x = avg_pool3(x, pool.stride if isinstance(pool.stride, int) else pool.stride[0])
+        elif kind == "factorized_reduce":
+            fr = leaves[idx[0]]
+            x = fr.bn(FactorizedReduceFn.apply(fr.relu(x), fr.conv_1.weight, fr.conv_2.weight))
         else:
             x = leaves[idx[0]](x)
     return x

@@ -39,13 +39,15 @@ from nasforge.ops import FactorizedReduce, make_op
 from nasforge.spaces.fused_ops import BnMix, fused_plan, run_plan
 
 
-def bn_mix(z: torch.Tensor, w: torch.Tensor | None, bn: nn.BatchNorm2d, fused: bool = True) -> torch.Tensor:
-    """``w · bn(z)`` for a BN without affine, fused in training mode when ``fused``."""
-    if w is None:
-        return bn(z)
-    if bn.training and fused:
-        return BnMix.apply(z, w, bn)
-    return bn(z) * w
+def bn_mix(
+    z: torch.Tensor, w: torch.Tensor | None, bn: nn.BatchNorm2d, fused: bool = True, acc: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``w · bn(z)`` for a BN without affine, fused in training mode when ``fused``;
+    with ``acc`` (modified in place) ``acc + w · bn(z)``."""
+    if w is not None and bn.training and fused:
+        return BnMix.apply(z, w, bn, acc)
+    y = bn(z) if w is None else bn(z) * w
+    return y if acc is None else acc.add_(y)
 
 
 @dataclass
@@ -132,16 +134,24 @@ class CandidateOp(nn.Module):
         self.tail = split.tail_bn  # registered as a sub-module when not None
         self.plan = fused_plan(body)
 
-    def forward(self, inp: EdgeInput, w: torch.Tensor | None = None, fused: bool = True) -> torch.Tensor:
-        """``w · op(x)``; ``w=None`` gives ``op(x)`` (which may be ``x`` itself for identity)."""
+    def forward(
+        self, inp: EdgeInput, w: torch.Tensor | None = None, fused: bool = True, acc: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``w · op(x)``; ``w=None`` gives ``op(x)`` (which may be ``x`` itself for identity).
+
+        With ``acc`` (a tensor the caller owns) the result is added to it in place and
+        ``acc`` returned, fused into one pass where the op allows (:class:`BnMix`, addcmul).
+        """
         x = inp.relu if self.pre_relu else inp.x
         if fused and self.plan is not None and self.training and torch.is_grad_enabled():
             h = run_plan(self.plan, self.body, x)
         else:
             h = self.body(x)
         if self.tail is not None:
-            return bn_mix(h, w, self.tail, fused)
-        return h if w is None else h * w
+            return bn_mix(h, w, self.tail, fused, acc)
+        if acc is None:
+            return h if w is None else h * w
+        return acc.add_(h) if w is None else acc.addcmul_(h, w)
 
 
 class MixedOp(nn.Module):
@@ -168,11 +178,12 @@ class MixedOp(nn.Module):
         for k in active:
             if k == self.none_index:
                 continue
+            if owned:
+                out = self.ops[k](inp, None if w is None else w[k], fused, acc=out)
+                continue
             y = self.ops[k](inp, None if w is None else w[k], fused)
             if out is None:
                 out, owned = y, not (y is inp.x or y is inp._relu)
-            elif owned:
-                out.add_(y)
             else:
                 out, owned = out + y, True
         return out, owned
