@@ -95,8 +95,9 @@ class FactorizedReduce(nn.Module):
         super().__init__()
         assert C_out % 2 == 0, "FactorizedReduce needs an even C_out"
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        # stride 1: they run on the subsampled grids (same weights as DARTS' stride-2 convs)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=1, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=1, padding=0, bias=False)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +105,7 @@ class FactorizedReduce(nn.Module):
         even, odd = x[:, :, ::2, ::2], x[:, :, 1::2, 1::2]
         if odd.shape[-2:] != even.shape[-2:]:  # odd H or W: the shifted grid is zero-padded
             odd = F.pad(odd, (0, even.shape[-1] - odd.shape[-1], 0, even.shape[-2] - odd.shape[-2]))
-        return self.bn(torch.cat([F.conv2d(even, self.conv_1.weight), F.conv2d(odd, self.conv_2.weight)], dim=1))
+        return self.bn(torch.cat([self.conv_1(even), self.conv_2(odd)], dim=1))
 
 
 class Conv7x1_1x7(nn.Sequential):
