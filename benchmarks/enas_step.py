@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from nasforge.search.enas_controller import Controller, Reinforce, macro_layout, micro_layout, recurrent_layout
 from nasforge.utils.device import resolve_device
+from nasforge.utils.malloc import tune_malloc
 
 
 def _sync(dev: torch.device) -> None:
@@ -73,8 +74,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args()
+    if not a.no_malloc_tuning:
+        tune_malloc()  # as the nasforge command does
     if a.threads:
         torch.set_num_threads(a.threads)
     dev = resolve_device(a.device)

@@ -33,6 +33,7 @@ from nasforge.arch import load_arch
 from nasforge.nets import build_network
 from nasforge.train.cnn import count_params
 from nasforge.utils.device import resolve_device
+from nasforge.utils.malloc import tune_malloc
 
 
 def peak_rss_mib() -> float:
@@ -50,10 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drop-path", type=float, default=0.2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="also write the results to this file")
     a = p.parse_args(argv)
+    if not a.no_malloc_tuning:
+        tune_malloc()  # as the nasforge command does
 
     if a.threads:
         torch.set_num_threads(a.threads)
