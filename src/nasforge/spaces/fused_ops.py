@@ -32,6 +32,8 @@ Measured per call on the project's 2-core CPU (channels-last, batch 64, 16 chann
 depthwise weight gradient 4.7–6.1 ms native → 1.6 ms; 3×3 average pooling forward
 2.1 ms → 0.5 ms as a conv.
 
+Which parts of an op use them is decided by :mod:`nasforge.spaces.fused_plan`.
+
 None of them supports double backward: the exact-HVP reference in the tests runs the
 supernet with ``fused=False`` (plain modules).
 """
@@ -341,118 +343,3 @@ class MaxPoolRecompute(torch.autograd.Function):
         _, idx = torch.ops.aten.max_pool2d_with_indices(x, k, s, p, [1, 1], False)
         gx = torch.ops.aten.max_pool2d_with_indices_backward(g.contiguous(memory_format=memory_format_of(x)), x, k, s, p, [1, 1], False, idx)
         return gx, None, None, None
-
-
-# -- matching a module chain to the functions above -----------------------------------------------
-def _leaves(m: nn.Module) -> list[nn.Module]:
-    if isinstance(m, nn.Sequential):
-        return [leaf for child in m for leaf in _leaves(child)]
-    return [m]
-
-
-def _is_dw(m: nn.Module) -> bool:
-    return (
-        type(m) is nn.Conv2d and m.bias is None and m.groups == m.in_channels == m.out_channels
-        and m.kernel_size[0] == m.kernel_size[1] and m.stride[0] == m.stride[1]
-        and m.padding[0] == m.padding[1] and m.dilation[0] == m.dilation[1] and m.padding_mode == "zeros"
-    )
-
-
-def _is_pw(m: nn.Module) -> bool:
-    return type(m) is nn.Conv2d and m.bias is None and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding == (0, 0) and m.groups == 1
-
-
-def _is_plain_bn(m: nn.Module) -> bool:
-    return type(m) is nn.BatchNorm2d and not m.affine
-
-
-def _is_avgpool3(m: nn.Module) -> bool:
-    return (
-        type(m) is nn.AvgPool2d and m.kernel_size in (3, (3, 3)) and m.padding in (1, (1, 1))
-        and not m.ceil_mode and not m.count_include_pad and m.divisor_override is None
-    )
-
-
-def _is_maxpool3(m: nn.Module) -> bool:
-    return (
-        type(m) is nn.MaxPool2d and m.kernel_size in (3, (3, 3)) and m.padding in (1, (1, 1))
-        and m.dilation in (1, (1, 1)) and not m.ceil_mode and not m.return_indices
-    )
-
-
-Plan = tuple[tuple[str, tuple[int, ...]], ...]
-
-
-def _is_factorized_reduce(m: nn.Module) -> bool:
-    from nasforge.ops import FactorizedReduce
-
-    return type(m) is FactorizedReduce and m.conv_1.bias is None and m.conv_2.bias is None
-
-
-def fused_plan(body: nn.Module, lean: bool = False) -> Plan | None:
-    """How to compute ``body`` (training mode) with the functions above, or None.
-
-    ``body`` is flattened into its leaf modules (nested ``nn.Sequential``); the runs
-    depthwise→1×1, BN(affine=False)→ReLU→depthwise→1×1, 3×3 average pooling and
-    FactorizedReduce are replaced,
-    other leaves are called as they are; with ``lean``, 3×3 max pooling too
-    (:class:`MaxPoolRecompute`: −8 bytes per output element, +1 pooling forward in
-    backward; off by default: the memory targets are met without it and time is not).
-    The plan names leaves by index (it holds no
-    module, so copies of the op stay independent). None when nothing would be replaced.
-    """
-    leaves = _leaves(body)
-    plan: list[tuple[str, tuple[int, ...]]] = []
-    replaced, i = False, 0
-    while i < len(leaves):
-        if isinstance(leaves[i], nn.Identity):
-            i += 1
-            continue
-        nxt = [j for j in range(i, len(leaves)) if not isinstance(leaves[j], nn.Identity)][:4]
-        a = [leaves[j] for j in nxt]
-        if len(a) == 4 and _is_plain_bn(a[0]) and type(a[1]) is nn.ReLU and _is_dw(a[2]) and _is_pw(a[3]):
-            plan.append(("bn_relu_dwpw", (nxt[0], nxt[2], nxt[3])))
-            i, replaced = nxt[3] + 1, True
-        elif len(a) >= 2 and _is_dw(a[0]) and _is_pw(a[1]):
-            plan.append(("dwpw", (nxt[0], nxt[1])))
-            i, replaced = nxt[1] + 1, True
-        elif _is_maxpool3(a[0]) and lean:
-            plan.append(("maxpool", (i,)))
-            i, replaced = i + 1, True
-        elif _is_avgpool3(a[0]):
-            plan.append(("avgpool", (i,)))
-            i, replaced = i + 1, True
-        elif _is_factorized_reduce(a[0]):
-            plan.append(("factorized_reduce", (i,)))
-            i, replaced = i + 1, True
-        else:
-            plan.append(("module", (i,)))
-            i += 1
-    return tuple(plan) if replaced else None
-
-
-def run_plan(plan: Plan, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``body(x)`` by :func:`fused_plan`'s plan."""
-    leaves = _leaves(body)
-    for kind, idx in plan:
-        if kind == "dwpw":
-            dw, pw = leaves[idx[0]], leaves[idx[1]]
-            x = DwPw.apply(x, dw.weight, pw.weight, dw.stride[0], dw.padding[0], dw.dilation[0])
-        elif kind == "bn_relu_dwpw":
-            bn, dw, pw = leaves[idx[0]], leaves[idx[1]], leaves[idx[2]]
-            if not bn.training:
-                x = pw(dw(F.relu(bn(x))))
-                continue
-            x = BnReluDwPw.apply(x, dw.weight, pw.weight, bn, dw.stride[0], dw.padding[0], dw.dilation[0])
-        elif kind == "maxpool":
-            pool = leaves[idx[0]]
-            x = MaxPoolRecompute.apply(x, 3, pool.stride if isinstance(pool.stride, int) else pool.stride[0], 1)
-        elif kind == "avgpool":
-            pool = leaves[idx[0]]
-            x = avg_pool3(x, pool.stride if isinstance(pool.stride, int) else pool.stride[0])
-        elif kind == "factorized_reduce":
-            fr = leaves[idx[0]]
-            x = fr.bn(FactorizedReduceFn.apply(fr.relu(x), fr.conv_1.weight, fr.conv_2.weight))
-        else:
-            x = leaves[idx[0]](x)
-    return x

@@ -36,7 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce, make_op
-from nasforge.spaces.fused_ops import BnMix, fused_plan, run_plan
+from nasforge.spaces.fused_ops import BnMix
+from nasforge.spaces.fused_plan import fused_plan, run_plan
 
 
 def bn_mix(
