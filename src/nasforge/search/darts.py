@@ -178,7 +178,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--order", type=int, choices=(1, 2), default=None, help="1: first order (default), 2: second order (unrolled)")
     p.add_argument("--reuse-unrolled-grad", action="store_true", default=None, help="2nd order: step w with the unrolled step's gradient")
     try:
-        from nasforge.search.darts_rnn import add_rnn_arguments
+        from nasforge.search.darts_rnn_config import add_rnn_arguments
     except ModuleNotFoundError:
         return
     add_rnn_arguments(p)
