@@ -230,7 +230,10 @@ def test_ptb_few_steps_lower_the_loss(shared_data):
     from nasforge.data import load_corpus
 
     corpus = load_corpus("ptb", shared_data / "ptb")
-    cfg = DartsRNNConfig(emsize=32, nhid=32, batch_size=8, bptt=10, epochs=1, max_steps=30, eval_max_batches=4, seed=0)
+    # lr 5 rather than the paper's 20: at this toy size (32 units, 30 steps) lr 20 is chaotic and the
+    # valid-loss change depends on the thread count (1 thread: -0.01 .. +0.2); lr 5 fell 0.27-0.37
+    # for seeds 0-2 with 1 and 2 threads.
+    cfg = DartsRNNConfig(emsize=32, nhid=32, batch_size=8, bptt=10, epochs=1, max_steps=30, eval_max_batches=4, seed=0, lr=5.0)
     torch.manual_seed(cfg.seed)
     search = DartsRNNSearch(cfg, corpus, "cpu")
     before = search.evaluate()
