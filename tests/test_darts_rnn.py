@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from nasforge.arch import RecurrentArch, load_arch
 from nasforge.errors import CheckpointError, ConfigError
-from nasforge.search.darts_rnn import DartsRNNConfig, DartsRNNSearch, alpha_entropy, run_rnn_search
+from nasforge.search import get_method, resolve_method_config
+from nasforge.search.darts_rnn import DartsRNNConfig, DartsRNNSearch, alpha_entropy, run_darts_rnn
 from nasforge.spaces.rnn_supernet import ACTIVATION_FNS, RNN_PRIMITIVES, MixedRecurrentCell, derive_recurrent, edge_index, num_edges
 from nasforge.utils.io import load_checkpoint, read_jsonl
 
@@ -55,6 +56,17 @@ def tiny_args(data: Path, out: Path, tmp: Path, **over) -> SimpleNamespace:
                 device="cpu", resume=False, deterministic=True, no_progress=True, order=1, max_steps=None)
     base.update(over)
     return SimpleNamespace(**base)
+
+
+def run_rnn_search(a: SimpleNamespace) -> int:
+    """What ``nasforge search darts --space rnn`` does with these flags (config, then the registered run)."""
+    yaml_path = a.config
+    if yaml_path is None and a.resume and (Path(a.out) / "config.yaml").is_file():
+        yaml_path = Path(a.out) / "config.yaml"
+    keys = ("data", "data_dir", "epochs", "batch_size", "seed", "device", "deterministic", "order", "max_steps")
+    cfg = resolve_method_config(get_method("darts"), space="rnn", yaml_path=yaml_path, overrides={k: getattr(a, k) for k in keys})
+    run_darts_rnn(cfg, Path(a.out), resume=a.resume, progress=not a.no_progress)
+    return 0
 
 
 # ---------------------------------------------------------------------------- the mixed cell

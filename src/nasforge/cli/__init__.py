@@ -29,9 +29,23 @@ COMMANDS = {
 }
 
 
+class UsageError(NasforgeError):
+    """A malformed command line (unknown flag, bad choice, missing value)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (``nasforge: error: ...``, exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nasforge", description="Neural architecture search: ENAS, DARTS, SNAS, BlockQNN.")
+    parser = Parser(prog="nasforge", description="Neural architecture search: ENAS, DARTS, SNAS, BlockQNN.")
     parser.add_argument("--version", action="version", version=f"nasforge {__version__}")
+    from nasforge.cli.common import add_verbosity_args
+
+    add_verbosity_args(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in COMMANDS.items():
         if only is not None and name != only:
@@ -47,15 +61,35 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging(verbosity: int) -> None:
+    """Library messages (``logging``) to stderr: info by default, ``-q`` warnings, ``-v`` debug."""
+    import logging
+
+    level = logging.INFO if verbosity == 0 else logging.WARNING if verbosity < 0 else logging.DEBUG
+    logger = logging.getLogger("nasforge")
+    logger.setLevel(level)
+    if not any(getattr(h, "_nasforge_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._nasforge_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     only = first if first in COMMANDS else None
     parser = build_parser(only)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"nasforge: error: {e}", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if not argv else 2
+    setup_logging(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     from nasforge.utils.malloc import tune_malloc
 
     tune_malloc()  # reuse freed activation memory instead of page-faulting fresh pages (utils/malloc.py)

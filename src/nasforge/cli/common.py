@@ -6,17 +6,32 @@ import argparse
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
-    p.add_argument("--data", default=default, help="dataset: digits (built in), fashion-mnist, cifar10, ptb, or a word corpus folder")
+    p.add_argument(
+        "--data", default=default,
+        help="data: digits (built in), fashion-mnist, cifar10, ptb, a word-corpus folder, an image folder (one sub-folder per class) or an .npz file",
+    )
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: $NASFORGE_DATA/<dataset>)")
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run directory (config.yaml, metrics.jsonl, checkpoint.pt, ...)")
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """The run folder and how a command treats it (every command that writes a run)."""
+    p.add_argument("--out", required=True, help="run directory (config.yaml, metrics.jsonl, checkpoint.pt, arch.json)")
     p.add_argument("--config", default=None, help="YAML file of config keys (flags override it)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace whatever --out holds (default: refuse a non-empty folder)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_verbosity_args(p)
+
+
+def add_verbosity_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help="fewer messages (warnings and errors only)")
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more messages (debug)")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    add_output_args(p)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels (bit-exact resume on CPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")

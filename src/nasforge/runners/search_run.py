@@ -10,125 +10,19 @@ the store so it always matches it.
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import dataclass, field
+import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from nasforge.config import resolve, write_config
+from nasforge.config import write_config
 from nasforge.errors import ConfigError
-from nasforge.search.qlearning import EPSILON_SCHEDULE
+from nasforge.search.multi_trial import MultiTrialConfig
+from nasforge.search.registry import SearchResult
 from nasforge.utils.io import atomic_write_json, atomic_write_text
 
 STORE_FILE = "trials.sqlite"
-
-
-@dataclass
-class MultiTrialConfig:
-    """Config of BlockQNN and random search (defaults: see ``docs/blockqnn.md``)."""
-
-    space: str = "nsc"
-    data: str = "digits"
-    data_dir: Optional[str] = None
-    seed: int = 0
-    device: str = "cpu"
-    deterministic: bool = False
-    # budget and workers
-    trials: int = 100
-    workers: int = 1
-    executor: str = "local"
-    address: Optional[str] = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_retries: int = 2
-    max_duplicates: int = 1000
-    # agent (BlockQNN)
-    q_lr: float = 0.01
-    gamma: float = 1.0
-    q_init: float = 0.5
-    replay_batch: int = 64
-    blocks_per_iteration: int = 64
-    epsilon_schedule: list = field(default_factory=lambda: [list(x) for x in EPSILON_SCHEDULE])
-    max_layers: int = 10
-    # reward (eq. 7)
-    mu: float = 0.005
-    rho: float = 0.01
-    # early-stop training
-    epochs: int = 2
-    batch_size: int = 64
-    lr: float = 1e-3
-    channels: int = 8
-    blocks_per_stage: int = 1
-    stages: int = 3
-    head_hidden: int = 64
-    dropout: float = 0.4
-    valid_fraction: float = 0.2
-    limit: Optional[int] = None
-    # NAS-Bench-201 table
-    metric: str = "cifar10-val"
-    table: Optional[str] = None
-    # evaluation function override (tests, benchmarks) and its extra config
-    evaluator: Optional[str] = None
-    evaluator_config: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.space not in ("nsc", "nb201"):
-            raise ConfigError(f"config key 'space' must be nsc or nb201 for BlockQNN/random search, got {self.space!r}")
-        if self.executor not in ("local", "ray", "inline"):
-            raise ConfigError(f"config key 'executor' must be local, ray or inline, got {self.executor!r}")
-        for k in ("trials", "workers", "max_layers", "epochs", "batch_size", "channels", "blocks_per_stage", "stages", "blocks_per_iteration"):
-            if getattr(self, k) < 1:
-                raise ConfigError(f"config key {k!r} must be at least 1, got {getattr(self, k)}")
-        for e in self.epsilon_schedule:
-            if not (isinstance(e, (list, tuple)) and len(e) == 2 and 0.0 <= float(e[0]) <= 1.0 and int(e[1]) >= 0):
-                raise ConfigError(f"config key 'epsilon_schedule' must be a list of [epsilon in 0..1, iterations], got {e!r}")
-        if not 0.0 <= self.q_lr <= 1.0:
-            raise ConfigError(f"config key 'q_lr' must be in [0, 1], got {self.q_lr}")
-
-
-def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    have = {s for a in p._actions for s in a.option_strings}
-    if "--space" not in have:
-        p.add_argument("--space", default=None, help="nsc (BlockQNN blocks, trained) or nb201 (NAS-Bench-201 table look-up)")
-    g = p.add_argument_group("trials and workers")
-    g.add_argument("--trials", type=int, default=None, help="number of distinct architectures to evaluate (default 100)")
-    g.add_argument("--workers", type=int, default=None, help="parallel evaluations (default 1)")
-    g.add_argument("--executor", choices=("local", "ray", "inline"), default=None, help="local process pool (default), Ray, or inline (nb201 default)")
-    g.add_argument("--address", default=None, help="Ray cluster address (host:port or auto); default: start a local Ray")
-    g.add_argument("--cpus-per-trial", type=float, default=None)
-    g.add_argument("--gpus-per-trial", type=float, default=None)
-    g.add_argument("--max-retries", type=int, default=None, help="re-runs of a trial whose worker died (default 2)")
-    g = p.add_argument_group("reward and space")
-    g.add_argument("--mu", type=float, default=None, help="FLOPs penalty μ of eq. 7 (default 0.005)")
-    g.add_argument("--rho", type=float, default=None, help="density penalty ρ of eq. 7 (default 0.01)")
-    g.add_argument("--max-layers", type=int, default=None, help="maximum NSC layer index (default 10)")
-    g.add_argument("--limit", type=int, default=None, help="use at most this many images per split (quick runs)")
-    g.add_argument("--metric", default=None, help="NAS-Bench-201 metric for --space nb201 (default cifar10-val)")
-    g.add_argument("--table", default=None, help="NAS-Bench-201 table file (default $NASFORGE_DATA/nas-bench-201/...)")
-
-
-_FLAG_KEYS = (
-    "space", "data", "data_dir", "seed", "device", "deterministic", "trials", "workers", "executor", "address",
-    "cpus_per_trial", "gpus_per_trial", "max_retries", "mu", "rho", "max_layers", "limit", "metric", "table",
-    "epochs", "batch_size", "q_lr", "gamma", "replay_batch", "blocks_per_iteration",
-)
-
-
-def resolve_config(args: argparse.Namespace, out: Path) -> MultiTrialConfig:
-    overrides = {k: getattr(args, k, None) for k in _FLAG_KEYS}
-    if overrides.get("deterministic") is False:
-        overrides["deterministic"] = None
-    yaml_path = args.config
-    if yaml_path is None and getattr(args, "resume", False) and (out / "config.yaml").is_file():
-        yaml_path = out / "config.yaml"
-    if overrides.get("device") not in (None, "cpu"):
-        from nasforge.utils.device import resolve_device
-
-        overrides["device"] = str(resolve_device(overrides["device"]))
-    if overrides.get("space") == "nb201" and overrides.get("executor") is None:
-        overrides["executor"] = "inline"
-    return resolve(MultiTrialConfig, yaml_path, overrides)
+log = logging.getLogger(__name__)
 
 
 def make_grammar(cfg: MultiTrialConfig) -> Any:
@@ -218,7 +112,10 @@ def rebuild_metrics(store: Any, path: Path) -> float:
     return best
 
 
-def run_search(method: str, args: argparse.Namespace) -> int:
+def run_search(
+    method: str, cfg: MultiTrialConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+) -> SearchResult:
+    """Run the multi-trial search ``method`` (a registered strategy) with ``cfg`` in the run folder ``out``."""
     from tqdm import tqdm
 
     from nasforge.arch import save_arch
@@ -227,14 +124,16 @@ def run_search(method: str, args: argparse.Namespace) -> int:
     from nasforge.runners.store import TrialStore
     from nasforge.utils.io import MetricsWriter
 
-    out = Path(args.out)
+    out = Path(out)
     store_path = out / STORE_FILE
-    resume = bool(getattr(args, "resume", False))
     if not resume and store_path.exists():
         raise ConfigError(f"{out} already holds a search ({STORE_FILE}); pass --resume to continue it or choose another --out")
     if resume and not store_path.exists():
         raise ConfigError(f"--resume: no {STORE_FILE} in {out}")
-    cfg = resolve_config(args, out)
+    if cfg.device not in ("cpu",):
+        from nasforge.utils.device import resolve_device
+
+        cfg.device = str(resolve_device(cfg.device))
     if cfg.executor == "ray":
         from nasforge.runners.executors import check_ray_address
 
@@ -255,9 +154,9 @@ def run_search(method: str, args: argparse.Namespace) -> int:
             if store.get_state("space") not in (None, cfg.space):
                 raise ConfigError(f"{out} holds a search over space {store.get_state('space')!r}, not {cfg.space!r}")
             restored = load_strategy_state(store, strategy)
-            print(
-                f"resuming: {store.count('done') + store.count('failed')} finished trials kept, {store.count('pending')} to re-run, "
-                f"strategy state {'restored' if restored else 'not saved yet (fresh start)'}"
+            log.info(
+                "resuming: %d finished trials kept, %d to re-run, strategy state %s",
+                store.count("done") + store.count("failed"), store.count("pending"), "restored" if restored else "not saved yet (fresh start)",
             )
         else:
             store.save_state({"method": method, "space": cfg.space})
@@ -276,7 +175,7 @@ def run_search(method: str, args: argparse.Namespace) -> int:
             writer.write(metrics_record(t, best[0]))
 
         already = store.count("done") + store.count("failed")
-        bar = tqdm(total=cfg.trials, initial=min(already, cfg.trials), disable=bool(getattr(args, "no_progress", False)), desc=f"{method} trials")
+        bar = tqdm(total=cfg.trials, initial=min(already, cfg.trials), disable=not progress, desc=f"{method} trials")
         try:
             summary = run_trials(
                 strategy, store, executor, evaluate=evaluate, config=task_config, n_trials=cfg.trials,
@@ -285,10 +184,11 @@ def run_search(method: str, args: argparse.Namespace) -> int:
         finally:
             bar.close()
         for ev in summary.events:
-            print(f"note: {ev}")
+            log.warning("note: %s", ev)
         if summary.best is None:
-            print(f"no trial finished successfully ({store.count('failed')} failed); see {store_path}")
-            return 1
+            from nasforge.errors import TrainingError
+
+            raise TrainingError(f"no trial finished successfully ({store.count('failed')} failed); see {store_path}")
         best_arch = final_arch(cfg, summary.best.arch, name=f"{method}-best-trial-{summary.best.id}")
         save_arch(best_arch, out / "arch.json")
         greedy = strategy.greedy_arch()
@@ -300,13 +200,14 @@ def run_search(method: str, args: argparse.Namespace) -> int:
             "best_metrics": summary.best.metrics, "stopped_early": summary.stopped_early,
         })
         desc = best_arch.describe() if hasattr(best_arch, "describe") else "|".join(summary.best.arch.get("ops", []))
-        print(f"best trial {summary.best.id}: reward {summary.best.reward:.4f} {desc}")
-        print(f"wrote {out / 'arch.json'}, {metrics_path}, {store_path}")
-        return 0
+        log.info("best trial %s: reward %.4f %s", summary.best.id, summary.best.reward, desc)
+        metrics = {"best_reward": float(summary.best.reward)}
+        metrics.update({k: float(v) for k, v in (summary.best.metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return SearchResult(method, cfg.space, best_arch, out, metrics)
     finally:
         if executor is not None:
             executor.shutdown()
         store.close()
 
 
-__all__ = ["MultiTrialConfig", "add_common_arguments", "run_search"]
+__all__ = ["MultiTrialConfig", "run_search"]

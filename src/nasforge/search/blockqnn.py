@@ -25,13 +25,18 @@ The paper's implementation is not public; this module is our reading of the text
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from nasforge.search.early_stop import cost_corrected_reward
+from nasforge.search.multi_trial import MultiTrialConfig
+from nasforge.search.registry import register_method
 from nasforge.search.qlearning import BLOCKS_PER_ITERATION, EPSILON_SCHEDULE, QLearner, _tup, epsilon_at, schedule_length
 
 
+@register_method(
+    "blockqnn", config=MultiTrialConfig, kind="multi-trial", spaces=("nsc", "nb201"), space_defaults={"nb201": {"executor": "inline"}},
+    summary="BlockQNN: Q-learning over block codes (Zhong et al. 2018)",
+)
 class BlockQNNStrategy:
     """The agent side of the search loop, driven by :func:`nasforge.runners.run_trials`."""
 
@@ -98,20 +103,3 @@ class BlockQNNStrategy:
         self.agent.load_state_dict(d["agent"])
         self.n_proposed, self.n_observed = int(d["n_proposed"]), int(d["n_observed"])
         self.batch, self.total = int(d["batch"]), d["total"]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from nasforge.runners.search_run import add_common_arguments
-
-    add_common_arguments(p)
-    g = p.add_argument_group("BlockQNN agent")
-    g.add_argument("--q-lr", type=float, default=None, help="Q-learning rate α (paper: 0.01)")
-    g.add_argument("--gamma", type=float, default=None, help="discount γ (paper: 1)")
-    g.add_argument("--replay", type=int, default=None, dest="replay_batch", help="trajectories replayed per update (default 100)")
-    g.add_argument("--blocks-per-iteration", type=int, default=None, help="blocks sampled per ε iteration / Q update batch (paper: 64)")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    from nasforge.runners.search_run import run_search
-
-    return run_search("blockqnn", args)

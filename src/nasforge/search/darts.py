@@ -27,7 +27,6 @@ fresh ∇w L_train(w, α_new) — one forward/backward less per step; α moved b
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +34,12 @@ import torch
 import torch.nn.functional as F
 
 from nasforge.arch import CellArch, CellGenotype
-from nasforge.config import resolve
 from nasforge.errors import ConfigError
 from nasforge.search.architect import Architect
+from nasforge.search.registry import SearchResult, register_method
 from nasforge.search.supernet_loop import SupernetConfig, SupernetSearch, frozen_stats, nb201_arch
 
-__all__ = ["DartsConfig", "DartsSearch", "add_arguments", "run_from_args", "derive_darts_cell"]
+__all__ = ["DartsConfig", "DartsSearch", "derive_darts_cell", "run_darts", "run_supernet_search"]
 
 
 @dataclass
@@ -140,76 +139,21 @@ class DartsSearch(SupernetSearch):
         return arch, choice, None
 
 
-# -- command line ------------------------------------------------------------------------------
-_FLAGS = {
-    "space": "space", "order": "order", "epochs": "epochs", "batch_size": "batch_size", "layers": "layers",
-    "channels": "channels", "nodes": "nodes", "input_size": "input_size", "limit": "limit", "seed": "seed",
-    "device": "device", "deterministic": "deterministic", "checkpoint_cells": "checkpoint_cells",
-    "channels_last": "channels_last", "train_portion": "train_portion", "lr": "lr", "arch_lr": "arch_lr",
-    "arch_weight_decay": "arch_weight_decay", "eval_limit": "eval_limit", "augment": "augment",
-    "nb201_cells": "nb201_cells", "nb201_table": "nb201_table", "reuse_unrolled_grad": "reuse_unrolled_grad",
-    "max_steps": "max_steps", "data_dir": "data_dir",
-}
-
-
-def add_common_supernet_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags shared by ``search darts`` and ``search snas`` (defaults live in the config dataclass)."""
-    p.add_argument("--space", default=None, help="search space: cell (DARTS CNN cells, default), nb201 (NAS-Bench-201 cell)" + (", rnn (recurrent cell)" if p.prog.endswith("darts") else ""))
-    p.add_argument("--layers", type=int, default=None, help="cells in the search network (8)")
-    p.add_argument("--channels", type=int, default=None, help="initial channels C (16)")
-    p.add_argument("--nodes", type=int, default=None, help="intermediate nodes per cell (4)")
-    p.add_argument("--nb201-cells", type=int, default=None, help="nb201 space: cells per stage (1; the benchmark uses 5)")
-    p.add_argument("--nb201-table", default=None, help="nb201 space: NAS-Bench-201 CSV (default: $NASFORGE_DATA/nas-bench-201)")
-    p.add_argument("--input-size", type=int, default=None, help="resize images to this side (default: as stored)")
-    p.add_argument("--limit", type=int, default=None, help="use at most this many images per split (quick runs)")
-    p.add_argument("--train-portion", type=float, default=None, help="share of the training data for the weights (0.5)")
-    p.add_argument("--lr", type=float, default=None, help="weight learning rate (0.025, cosine to 0.001)")
-    p.add_argument("--arch-lr", type=float, default=None, help="α learning rate (Adam, 3e-4)")
-    p.add_argument("--arch-weight-decay", type=float, default=None, help="α weight decay (1e-3)")
-    p.add_argument("--eval-limit", type=int, default=None, help="held-out images for the per-epoch accuracies (all)")
-    p.add_argument("--augment", action="store_true", default=None, help="random crop + flip on training batches")
-    p.add_argument("--checkpoint-cells", action="store_true", default=None, help="recompute each cell in backward (less memory)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None, help="keep NCHW tensors")
-    p.add_argument("--max-steps", type=int, default=None, help="at most this many training steps per epoch")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_common_supernet_arguments(p)
-    p.add_argument("--order", type=int, choices=(1, 2), default=None, help="1: first order (default), 2: second order (unrolled)")
-    p.add_argument("--reuse-unrolled-grad", action="store_true", default=None, help="2nd order: step w with the unrolled step's gradient")
-    try:
-        from nasforge.search.darts_rnn_config import add_rnn_arguments
-    except ModuleNotFoundError:
-        return
-    add_rnn_arguments(p)
-
-
-def config_from_args(cls, args: argparse.Namespace, flags: dict[str, str]):
-    overrides = {k: getattr(args, a, None) for k, a in flags.items()}
-    overrides["data"] = getattr(args, "data", None)
-    yaml_path = getattr(args, "config", None)
-    out = getattr(args, "out", None)
-    if yaml_path is None and getattr(args, "resume", False) and out and (Path(out) / "config.yaml").is_file():
-        yaml_path = Path(out) / "config.yaml"
-    return resolve(cls, yaml_path, overrides)
-
-
-def run_search(search_cls, cfg, args) -> int:
+# -- entry point -----------------------------------------------------------------------------------
+def run_supernet_search(search_cls, cfg, out, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> SearchResult:
+    """Run a DARTS/SNAS search (``out``: the run folder, or ``None`` for no files)."""
     from nasforge.search.ddp import shutdown
 
-    search = search_cls(cfg, args.out, progress=not getattr(args, "no_progress", False))
+    search = search_cls(cfg, out, progress=progress)
     try:
-        arch = search.run(resume=bool(getattr(args, "resume", False)))
-        if search.dist.is_main and not getattr(args, "no_progress", False):
-            print(f"derived architecture -> {Path(args.out) / 'arch.json'} ({arch.meta.get('method', '')})")
+        arch = search.run(resume=resume)
     finally:
         shutdown(search.dist)
-    return 0
+    last = search.history[-1] if search.history else {}
+    metrics = {k: float(v) for k, v in last.items() if k in ("supernet_acc", "child_acc")}
+    return SearchResult(search.method, cfg.space, arch, Path(out) if out is not None else None, metrics)
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    if getattr(args, "space", None) == "rnn":
-        from nasforge.search.darts_rnn import run_rnn_search
-
-        return run_rnn_search(args)
-    return run_search(DartsSearch, config_from_args(DartsConfig, args, _FLAGS), args)
+@register_method("darts", config=DartsConfig, kind="one-shot", spaces=("cell", "nb201"), summary="DARTS: differentiable search (Liu et al. 2019)")
+def run_darts(cfg: DartsConfig, out=None, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> SearchResult:
+    return run_supernet_search(DartsSearch, cfg, out, resume=resume, overwrite=overwrite, progress=progress)

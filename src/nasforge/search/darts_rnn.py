@@ -39,7 +39,7 @@ accumulation is not offered.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import math
 import time
 from pathlib import Path
@@ -53,13 +53,17 @@ from nasforge.arch import RecurrentArch, save_arch
 from nasforge.config import to_dict, write_config
 from nasforge.errors import CheckpointError, ConfigError, DataError, TrainingError
 from nasforge.search.architect import Architect
-from nasforge.search.darts_rnn_config import DartsRNNConfig, config_from_args
+from nasforge.search.darts_rnn_config import DartsRNNConfig
+from nasforge.search.registry import SearchResult, register_method
 from nasforge.spaces.rnn_supernet import RNN_PRIMITIVES, RNNSupernet, derive_recurrent, num_edges
 from nasforge.utils.device import resolve_device
 from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
 
 CHECKPOINT_FORMAT = "nasforge.darts_rnn"
+log = logging.getLogger(__name__)
+
+
 def _detach(h: torch.Tensor) -> torch.Tensor:
     return h.detach()
 
@@ -323,7 +327,7 @@ class DartsRNNSearch:
                 metrics.write(record)
                 save_checkpoint(self.state_dict(), ckpt)
             if progress:
-                tqdm.write(f"epoch {epoch}: train ppl {record['train_ppl']:.2f}, valid ppl {record['valid_ppl']:.2f}, entropy {record['alpha_entropy']:.4f}")
+                log.info("epoch %d: train ppl %.2f, valid ppl %.2f, entropy %.4f", epoch, record["train_ppl"], record["valid_ppl"], record["alpha_entropy"])
             if on_epoch is not None:
                 on_epoch(record)
         arch = self.derive()
@@ -336,21 +340,19 @@ def _ppl(loss: float) -> float:
     return math.exp(loss) if loss < 700 else float("inf")
 
 
-def run_rnn_search(args: argparse.Namespace) -> int:
-    """``nasforge search darts --space rnn``: search, write ``arch.json`` in ``--out``; returns 0."""
+@register_method("darts", config=DartsRNNConfig, kind="one-shot", spaces=("rnn",))
+def run_darts_rnn(cfg: DartsRNNConfig, out=None, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> SearchResult:
+    """``search darts --space rnn``: search the recurrent cell on a word corpus, write ``arch.json`` in ``out``."""
     from nasforge.data import load_corpus
 
-    cfg = config_from_args(args)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     if cfg.deterministic:
         set_deterministic(True)
     corpus = load_corpus(cfg.data, cfg.data_dir)
     search = DartsRNNSearch(cfg, corpus, device)
-    progress = not getattr(args, "no_progress", False)
-    if progress:
-        tqdm.write(f"DARTS RNN search on {corpus.summary()}; {cfg.epochs} epochs, order {cfg.order}, device {device}")
-    arch, _ = search.run(getattr(args, "out"), progress=progress, resume=bool(getattr(args, "resume", False)))
-    if progress:
-        tqdm.write(f"derived cell: {arch.nodes} -> {Path(getattr(args, 'out')) / 'arch.json'}")
-    return 0
+    log.info("DARTS RNN search on %s; %d epochs, order %d, device %s", corpus.summary(), cfg.epochs, cfg.order, device)
+    arch, history = search.run(out, progress=progress, resume=resume)
+    last = history[-1] if history else {}
+    metrics = {k: float(last[k]) for k in ("valid_ppl",) if k in last}
+    return SearchResult("darts", "rnn", arch, Path(out) if out is not None else None, metrics)

@@ -1,17 +1,14 @@
 """DARTS RNN search settings (:class:`DartsRNNConfig`, defaults from the paper's App. A.1.2
-and ``rnn/train_search.py``) and the flags of ``nasforge search darts --space rnn``.
+and ``rnn/train_search.py``).
 
 The search itself is :mod:`nasforge.search.darts_rnn`.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from nasforge.config import resolve
 from nasforge.errors import ConfigError
 
 IMAGE_DATASETS = ("digits", "fashion-mnist", "cifar10")
@@ -77,54 +74,3 @@ class DartsRNNConfig:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"config key {key!r} must be > 0, got {getattr(self, key)}")
 
-
-# ---------------------------------------------------------------------- CLI
-#: config key -> attribute of the parsed arguments
-_FLAG_KEYS = {
-    "data_dir": "data_dir",
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "seed": "seed",
-    "device": "device",
-    "deterministic": "deterministic",
-    "order": "order",
-    "emsize": "emsize",
-    "nhid": "nhid",
-    "bptt": "bptt",
-    "eval_batch_size": "eval_batch_size",
-    "max_steps": "max_steps",
-    "eval_max_batches": "eval_max_batches",
-    "lr": "lr",
-    "arch_lr": "arch_lr",
-    "arch_wdecay": "arch_weight_decay",
-    "recompute": "checkpoint_cells",
-}
-
-
-def add_rnn_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the RNN search that ``nasforge search darts`` lacks (others: ``--config``)."""
-    have = set(parser._option_string_actions)  # skip flags another module already added
-
-    def add(flag: str, **kw) -> None:
-        if flag not in have:
-            parser.add_argument(flag, **kw)
-
-    add("--emsize", type=int, default=None, help="rnn space: embedding size (default 300; must equal --nhid)")
-    add("--nhid", type=int, default=None, help="rnn space: hidden size (default 300)")
-    add("--bptt", type=int, default=None, help="rnn space: truncated BPTT length (default 35)")
-    add("--eval-batch-size", type=int, default=None, help="rnn space: validation batch size (default 10)")
-    add("--max-steps", type=int, default=None, help="at most this many training steps per epoch (default: the whole split)")
-    add("--eval-max-batches", type=int, default=None, help="rnn space: at most this many validation batches per epoch")
-
-
-def config_from_args(args: argparse.Namespace) -> DartsRNNConfig:
-    """Defaults < YAML (``--config``, or the run's ``config.yaml`` on ``--resume``) < flags."""
-    overrides: dict[str, Any] = {key: getattr(args, attr, None) for key, attr in _FLAG_KEYS.items()}
-    data = getattr(args, "data", None)
-    if data is not None and data != "digits":  # "digits" is the CLI's image default: not a corpus, so not given
-        overrides["data"] = data
-    yaml_path = getattr(args, "config", None)
-    out = getattr(args, "out", None)
-    if yaml_path is None and getattr(args, "resume", False) and out and (Path(out) / "config.yaml").is_file():
-        yaml_path = Path(out) / "config.yaml"
-    return resolve(DartsRNNConfig, yaml_path, overrides)

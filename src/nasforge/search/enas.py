@@ -36,7 +36,6 @@ updating the running statistics.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import time
@@ -50,12 +49,7 @@ import torch.nn.functional as F
 from nasforge.arch import save_arch
 from nasforge.config import write_config
 from nasforge.errors import CheckpointError, ConfigError, TrainingError
-from nasforge.search.enas_config import (  # noqa: F401  (add_arguments: the search registry's entry point)
-    EnasConfig,
-    add_arguments,
-    config_from_args,
-    cosine_restart_lr,
-)
+from nasforge.search.enas_config import SPACES, EnasConfig, cosine_restart_lr
 from nasforge.search.enas_controller import (
     Controller,
     Reinforce,
@@ -64,6 +58,7 @@ from nasforge.search.enas_controller import (
     nb201_layout,
     recurrent_layout,
 )
+from nasforge.search.registry import SearchResult, register_method
 from nasforge.utils.device import resolve_device
 from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
@@ -421,12 +416,14 @@ class ENAS:
         return best_ops
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    search = ENAS(cfg, args.out, progress=not getattr(args, "no_progress", False))
-    result = search.run(resume=bool(getattr(args, "resume", False)))
-    if not getattr(args, "no_progress", False):
-        print(f"derived architecture -> {Path(args.out) / 'arch.json'}")
-        if hasattr(result, "describe"):
-            print(result.describe())
-    return 0
+@register_method(
+    "enas", config=EnasConfig, kind="one-shot", spaces=SPACES, space_defaults={"rnn": {"data": "ptb"}},
+    summary="ENAS: a REINFORCE controller over shared weights (Pham et al. 2018)",
+)
+def run_enas(cfg: EnasConfig, out=None, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> SearchResult:
+    search = ENAS(cfg, out, progress=progress)
+    arch = search.run(resume=resume)
+    last = search.history[-1] if getattr(search, "history", None) else {}
+    keys = ("valid_acc", "valid_ppl", "best_valid_acc", "best_test_acc", "reward")
+    metrics = {k: float(last[k]) for k in keys if isinstance(last, dict) and isinstance(last.get(k), (int, float))}
+    return SearchResult("enas", cfg.space, arch, Path(out) if out is not None else None, metrics)

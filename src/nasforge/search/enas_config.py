@@ -1,19 +1,16 @@
 """ENAS search settings (:class:`EnasConfig`), their per-space defaults, the CNN learning
-rate schedule, and the ``nasforge search enas`` flags that map onto them.
+rate schedule.
 
 The defaults and their sources are described in :mod:`nasforge.search.enas`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from nasforge.config import resolve
 from nasforge.errors import ConfigError
 
 SPACES = ("macro", "micro", "rnn", "nb201")
@@ -107,48 +104,3 @@ def cosine_restart_lr(epoch: int, lr_max: float, lr_min: float, t0: int, tmul: i
         start += t
         t *= tmul
     return lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * (epoch - start) / t))
-
-
-# -- command line ---------------------------------------------------------------------------
-
-_FLAGS = {
-    "space": "space", "data_dir": "data_dir", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed",
-    "device": "device", "deterministic": "deterministic", "limit": "limit", "layers": "layers", "channels": "channels",
-    "lr": "lr", "controller_lr": "controller_lr", "controller_steps": "controller_steps",
-    "controller_aggregate": "controller_aggregate", "derive_samples": "derive_samples", "max_steps": "max_steps",
-    "trials": "trials", "nb201_table": "nb201_table", "bptt": "bptt", "train_portion": "train_portion",
-    "eval_batches": "eval_batches", "entropy_weight": "entropy_weight", "baseline_decay": "baseline_decay",
-}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", default=None, help="macro (default), micro, rnn (language model cell) or nb201 (NAS-Bench-201 table)")
-    p.add_argument("--layers", type=int, default=None, help="macro: layers (12); micro: normal cells (6); rnn: nodes (12)")
-    p.add_argument("--channels", type=int, default=None, help="macro 36 / micro 20 filters; rnn hidden size (200)")
-    p.add_argument("--limit", type=int, default=None, help="use at most this many images per split (quick runs)")
-    p.add_argument("--train-portion", type=float, default=None, help="share of the training images for the shared weights (0.9)")
-    p.add_argument("--lr", type=float, default=None, help="shared-weight lr (CNN 0.05 cosine restarts; RNN 20)")
-    p.add_argument("--controller-lr", type=float, default=None, help="controller Adam lr (3.5e-4; nb201 1e-2)")
-    p.add_argument("--controller-steps", type=int, default=None, help="controller steps per epoch (macro 50, micro 30, rnn 50)")
-    p.add_argument("--controller-aggregate", type=int, default=None, help="samples per controller step (1; ENAS code 20/10)")
-    p.add_argument("--entropy-weight", type=float, default=None, help="entropy bonus weight (1e-4)")
-    p.add_argument("--baseline-decay", type=float, default=None, help="moving-average baseline decay (0.99; nb201 0.9)")
-    p.add_argument("--derive-samples", type=int, default=None, help="children sampled to derive the final one (10)")
-    p.add_argument("--max-steps", type=int, default=None, help="at most this many shared-weight steps per epoch")
-    p.add_argument("--eval-batches", type=int, default=None, help="validation minibatches for the per-epoch metrics (4)")
-    p.add_argument("--bptt", type=int, default=None, help="rnn: sequence length (35)")
-    p.add_argument("--trials", type=int, default=None, help="nb201: table queries (300)")
-    p.add_argument("--nb201-table", default=None, help="nb201: NAS-Bench-201 CSV (default: $NASFORGE_DATA/nas-bench-201)")
-
-
-def config_from_args(args: argparse.Namespace) -> EnasConfig:
-    overrides = {k: getattr(args, a, None) for k, a in _FLAGS.items()}
-    overrides["data"] = getattr(args, "data", None)
-    yaml_path = getattr(args, "config", None)
-    out = getattr(args, "out", None)
-    if yaml_path is None and getattr(args, "resume", False) and out and (Path(out) / "config.yaml").is_file():
-        yaml_path = Path(out) / "config.yaml"
-    cfg = resolve(EnasConfig, yaml_path, overrides)
-    if cfg.space == "rnn" and overrides["data"] in (None, "digits"):
-        cfg = dataclasses.replace(cfg, data="ptb")
-    return cfg

@@ -9,13 +9,18 @@ for trial.
 
 from __future__ import annotations
 
-import argparse
 import random
 from typing import Any
 
 from nasforge.search.early_stop import cost_corrected_reward
+from nasforge.search.multi_trial import MultiTrialConfig
+from nasforge.search.registry import register_method
 
 
+@register_method(
+    "random", config=MultiTrialConfig, kind="multi-trial", spaces=("nsc", "nb201"), space_defaults={"nb201": {"executor": "inline"}},
+    summary="random search over the same spaces and budget",
+)
 class RandomStrategy:
     failed_reward = 0.0
 
@@ -54,15 +59,3 @@ class RandomStrategy:
         v, internal, g = d["rng"]
         self.rng.setstate((v, tuple(internal), g))
         self.n_proposed, self.n_observed = int(d["n_proposed"]), int(d["n_observed"])
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from nasforge.runners.search_run import add_common_arguments
-
-    add_common_arguments(p)
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    from nasforge.runners.search_run import run_search
-
-    return run_search("random", args)

@@ -42,7 +42,6 @@ the held-out accuracies (the official code keeps a validation queue for reportin
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +50,8 @@ import torch.nn.functional as F
 from nasforge.arch import CellArch, CellGenotype
 from nasforge.errors import ConfigError
 from nasforge.search import resource
-from nasforge.search.darts import add_common_supernet_arguments, config_from_args, run_search
+from nasforge.search.darts import run_supernet_search
+from nasforge.search.registry import register_method
 from nasforge.search.supernet_loop import SupernetConfig, SupernetSearch, nb201_arch
 
 __all__ = ["SnasConfig", "SnasSearch", "gumbel_softmax_sample", "temperature", "derive_edge_all", "PRESETS"]
@@ -240,29 +240,6 @@ class SnasSearch(SupernetSearch):
         self.tau = float(d.get("tau", self.tau))
 
 
-_FLAGS = {
-    "space": "space", "epochs": "epochs", "batch_size": "batch_size", "layers": "layers", "channels": "channels",
-    "nodes": "nodes", "input_size": "input_size", "limit": "limit", "seed": "seed", "device": "device",
-    "deterministic": "deterministic", "checkpoint_cells": "checkpoint_cells", "channels_last": "channels_last",
-    "train_portion": "train_portion", "lr": "lr", "arch_lr": "arch_lr", "arch_weight_decay": "arch_weight_decay",
-    "eval_limit": "eval_limit", "augment": "augment", "nb201_cells": "nb201_cells", "nb201_table": "nb201_table",
-    "max_steps": "max_steps", "data_dir": "data_dir", "resource": "resource", "preset": "preset", "penalty": "penalty",
-    "log_penalty": "log_penalty", "temp": "temp", "temp_min": "temp_min", "drop_path": "drop_path",
-}
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_common_supernet_arguments(p)
-    p.add_argument("--resource", default=None, help="cost in the penalty: flops, params, mac, or all (default, the three summed)")
-    p.add_argument("--penalty", type=float, default=None, help="λ of the resource penalty (overrides --preset)")
-    p.add_argument("--preset", default=None, choices=tuple(PRESETS), help="λ preset: none, mild (default), moderate, aggressive")
-    p.add_argument("--linear-penalty", dest="log_penalty", action="store_false", default=None, help="penalise cost/max cost instead of log cost")
-    p.add_argument("--drop-path", type=float, default=None, help="drop-path probability on every edge output during the search (0.3)")
-    p.add_argument("--temp", type=float, default=None, help="initial Gumbel-softmax temperature (1.0)")
-    p.add_argument("--temp-min", type=float, default=None, help="final temperature (0.03)")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    if getattr(args, "space", None) == "rnn":
-        raise ConfigError("SNAS searches CNN cells: use --space cell or nb201 (the recurrent space is DARTS only)")
-    return run_search(SnasSearch, config_from_args(SnasConfig, args, _FLAGS), args)
+@register_method("snas", config=SnasConfig, kind="one-shot", spaces=("cell", "nb201"), summary="SNAS: stochastic search with a resource penalty (Xie et al. 2019)")
+def run_snas(cfg: SnasConfig, out=None, *, resume: bool = False, overwrite: bool = False, progress: bool = True):
+    return run_supernet_search(SnasSearch, cfg, out, resume=resume, overwrite=overwrite, progress=progress)
