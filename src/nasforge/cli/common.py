@@ -18,5 +18,6 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (default: refuse a folder that holds files)")
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels (bit-exact resume on CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -199,7 +199,7 @@ def run_search(search_cls, cfg, args) -> int:
 
     search = search_cls(cfg, args.out, progress=not getattr(args, "no_progress", False))
     try:
-        arch = search.run(resume=bool(getattr(args, "resume", False)))
+        arch = search.run(resume=bool(getattr(args, "resume", False)), overwrite=bool(getattr(args, "overwrite", False)))
         if search.dist.is_main and not getattr(args, "no_progress", False):
             print(f"derived architecture -> {Path(args.out) / 'arch.json'} ({arch.meta.get('method', '')})")
     finally:

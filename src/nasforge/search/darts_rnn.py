@@ -49,14 +49,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from nasforge.arch import RecurrentArch, save_arch
-from nasforge.config import to_dict, write_config
-from nasforge.errors import CheckpointError, ConfigError, DataError, TrainingError
+from nasforge.arch import RecurrentArch
+from nasforge.config import to_dict
+from nasforge.errors import CheckpointError, DataError, TrainingError
 from nasforge.search.architect import Architect
 from nasforge.search.darts_rnn_config import DartsRNNConfig, config_from_args
 from nasforge.spaces.rnn_supernet import RNN_PRIMITIVES, RNNSupernet, derive_recurrent, num_edges
 from nasforge.utils.device import resolve_device
-from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
+from nasforge.utils.rundir import RunDir
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
 
 CHECKPOINT_FORMAT = "nasforge.darts_rnn"
@@ -294,22 +294,22 @@ class DartsRNNSearch:
         }
 
     def run(self, run_dir: str | Path | None = None, progress: bool = True, resume: bool = False,
-            on_epoch: Optional[Callable[[dict], None]] = None) -> tuple[RecurrentArch, list[dict]]:
-        """Search for ``cfg.epochs`` epochs (from the checkpoint's epoch on resume)."""
-        metrics = ckpt = None
-        if run_dir is not None:
-            run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt = run_dir / "checkpoint.pt"
-            metrics = MetricsWriter(run_dir / "metrics.jsonl")
+            on_epoch: Optional[Callable[[dict], None]] = None, overwrite: bool = False) -> tuple[RecurrentArch, list[dict]]:
+        """Search for ``cfg.epochs`` epochs (from the checkpoint's epoch on resume); ``overwrite``
+        replaces a run already in ``run_dir`` (see :mod:`nasforge.utils.rundir`)."""
+        if run_dir is None:
             if resume:
-                self.load_state_dict(load_checkpoint(ckpt, map_location=self.device))
-                metrics.truncate_after(self.epoch)
-            elif ckpt.exists():
-                raise ConfigError(f"{run_dir} already holds a search checkpoint: pass --resume to continue it or choose another --out")
-            elif metrics.path.exists():
-                metrics.path.unlink()
-            write_config(self.cfg, run_dir / "config.yaml")
+                raise CheckpointError("--resume needs a run folder")
+            return self._loop(None, progress, on_epoch)
+        with RunDir(run_dir, command="search", method="darts", space="rnn", config=to_dict(self.cfg), resume=resume, overwrite=overwrite) as rd:
+            if resume:
+                self.load_state_dict(rd.load_checkpoint(map_location=self.device))
+                rd.truncate_metrics(self.epoch)
+            else:
+                rd.write_config(self.cfg)
+            return self._loop(rd, progress, on_epoch)
+
+    def _loop(self, rd: RunDir | None, progress: bool, on_epoch: Optional[Callable[[dict], None]]) -> tuple[RecurrentArch, list[dict]]:
         for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
             start = time.perf_counter()
             train = self.train_epoch(epoch, progress)
@@ -319,16 +319,15 @@ class DartsRNNSearch:
             self.epoch = epoch
             record = self.epoch_record(epoch, train, valid_loss, time.perf_counter() - start)
             self.history.append(record)
-            if metrics is not None:
-                metrics.write(record)
-                save_checkpoint(self.state_dict(), ckpt)
+            if rd is not None:
+                rd.save_epoch(record, None, self.state_dict())
             if progress:
                 tqdm.write(f"epoch {epoch}: train ppl {record['train_ppl']:.2f}, valid ppl {record['valid_ppl']:.2f}, entropy {record['alpha_entropy']:.4f}")
             if on_epoch is not None:
                 on_epoch(record)
         arch = self.derive()
-        if run_dir is not None:
-            save_arch(arch, run_dir / "arch.json")
+        if rd is not None:
+            rd.write_arch(arch)
         return arch, self.history
 
 
@@ -350,7 +349,8 @@ def run_rnn_search(args: argparse.Namespace) -> int:
     progress = not getattr(args, "no_progress", False)
     if progress:
         tqdm.write(f"DARTS RNN search on {corpus.summary()}; {cfg.epochs} epochs, order {cfg.order}, device {device}")
-    arch, _ = search.run(getattr(args, "out"), progress=progress, resume=bool(getattr(args, "resume", False)))
+    arch, _ = search.run(getattr(args, "out"), progress=progress, resume=bool(getattr(args, "resume", False)),
+                         overwrite=bool(getattr(args, "overwrite", False)))
     if progress:
         tqdm.write(f"derived cell: {arch.nodes} -> {Path(getattr(args, 'out')) / 'arch.json'}")
     return 0

@@ -47,8 +47,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.arch import save_arch
-from nasforge.config import write_config
 from nasforge.errors import CheckpointError, ConfigError, TrainingError
 from nasforge.search.enas_config import (  # noqa: F401  (add_arguments: the search registry's entry point)
     EnasConfig,
@@ -65,7 +63,7 @@ from nasforge.search.enas_controller import (
     recurrent_layout,
 )
 from nasforge.utils.device import resolve_device
-from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
+from nasforge.utils.rundir import RunDir
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
 
 class ENAS:
@@ -335,36 +333,43 @@ class ENAS:
     def _arch_json(self, arch: Any) -> Any:
         return list(arch) if self.cfg.space == "nb201" else arch.to_dict()
 
-    def _start(self, resume: bool) -> MetricsWriter | None:
-        metrics = None
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            metrics = MetricsWriter(self.run_dir / "metrics.jsonl")
-            ckpt = self.run_dir / "checkpoint.pt"
+    def _open(self, resume: bool, overwrite: bool) -> RunDir | None:
+        """Open (lock, check) the run folder; on resume load its checkpoint and drop later records."""
+        if self.run_dir is None:
             if resume:
-                if not ckpt.is_file():
-                    raise CheckpointError(f"--resume given but {ckpt} does not exist")
-                self.load_state_dict(load_checkpoint(ckpt, map_location=self.device))
-                metrics.truncate_after(self.epoch)
+                raise CheckpointError("--resume needs a run folder")
+            return None
+        rd = RunDir(self.run_dir, command="search", method="enas", space=self.cfg.space, config=dataclasses.asdict(self.cfg),
+                    resume=resume, overwrite=overwrite).open()
+        try:
+            if resume:
+                self.load_state_dict(rd.load_checkpoint(map_location=self.device))
+                rd.truncate_metrics(self.epoch)
             else:
-                if ckpt.exists() or (self.run_dir / "metrics.jsonl").exists():
-                    raise ConfigError(f"run directory {self.run_dir} already holds a run: use --resume or another --out")
-            write_config(self.cfg, self.run_dir / "config.yaml")
-        return metrics
+                rd.write_config(self.cfg)
+        except BaseException:
+            rd.close()
+            raise
+        return rd
 
-    def _end_epoch(self, record: dict, metrics: MetricsWriter | None) -> None:
+    def _end_epoch(self, record: dict, rd: RunDir | None, arch: Any = None) -> None:
         self.epoch += 1
         self.history.append(record)
-        if metrics is not None:
-            metrics.write(record)
-        if self.run_dir is not None:
-            save_checkpoint(self.state_dict(), self.run_dir / "checkpoint.pt")
+        if rd is not None:
+            rd.save_epoch(record, arch, self.state_dict())
 
-    def run(self, resume: bool = False) -> Any:
+    def run(self, resume: bool = False, overwrite: bool = False) -> Any:
         """Alternate shared-weight training and controller training; derive; write arch.json."""
-        if self.cfg.space == "nb201":
-            return self.run_nb201(resume)
-        metrics = self._start(resume)
+        rd = self._open(resume, overwrite)
+        try:
+            if self.cfg.space == "nb201":
+                return self._run_nb201(rd)
+            return self._run(rd)
+        finally:
+            if rd is not None:
+                rd.close()
+
+    def _run(self, rd: RunDir | None) -> Any:
         while self.epoch < self.cfg.epochs:
             t0 = time.time()
             lr = self.lr_at(self.epoch)
@@ -375,21 +380,20 @@ class ENAS:
             best_arch = self.decode(ctrl.pop("best_actions"))
             record = {"epoch": self.epoch + 1, "lr": lr, **shared, **ctrl, **self.evaluate(best_arch),
                       "best_arch": self._arch_json(best_arch), "time": time.time() - t0}
-            self._end_epoch(record, metrics)
+            self._end_epoch(record, rd)
         arch, reward = self.derive()
         arch.meta = {"method": "enas", "space": self.cfg.space, "data": self.cfg.data, "reward": reward,
                      "epochs": self.cfg.epochs, "seed": self.cfg.seed}
-        if self.run_dir is not None:
-            save_arch(arch, self.run_dir / "arch.json")
+        if rd is not None:
+            rd.write_arch(arch)
         return arch
 
-    def run_nb201(self, resume: bool = False) -> tuple[str, ...]:
+    def _run_nb201(self, rd: RunDir | None) -> tuple[str, ...]:
         """The controller as a multi-trial strategy over the NAS-Bench-201 table: one
         query per REINFORCE step, ``trials`` queries; result = the best-by-validation cell."""
         from nasforge.spaces.nb201_table import ops_to_cellstr
 
         cfg = self.cfg
-        metrics = self._start(resume)
         chunk = cfg.controller_steps
         while self.rl.steps < cfg.trials:
             n = min(chunk, cfg.trials - self.rl.steps)
@@ -410,21 +414,21 @@ class ENAS:
                 "best_arch": ops_to_cellstr(best_ops), "best_reward": self.seen[best_ops],
                 "best_test_acc": self.table.accuracy(best_ops, "cifar10-test"),
             }
-            self._end_epoch(record, metrics)
+            self._end_epoch(record, rd)
         best_ops = max(self.seen, key=self.seen.get)  # type: ignore[arg-type]
-        if self.run_dir is not None:
+        if rd is not None:
             from nasforge.search.supernet_loop import nb201_arch
 
             arch = nb201_arch(list(best_ops), "ENAS_nb201", {"method": "enas", "space": "nb201", "queries": self.rl.steps,
                                                              "valid_acc": self.seen[best_ops] * 100.0})
-            save_arch(arch, self.run_dir / "arch.json")
+            rd.write_arch(arch)
         return best_ops
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     search = ENAS(cfg, args.out, progress=not getattr(args, "no_progress", False))
-    result = search.run(resume=bool(getattr(args, "resume", False)))
+    result = search.run(resume=bool(getattr(args, "resume", False)), overwrite=bool(getattr(args, "overwrite", False)))
     if not getattr(args, "no_progress", False):
         print(f"derived architecture -> {Path(args.out) / 'arch.json'}")
         if hasattr(result, "describe"):

@@ -24,8 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.arch import CellArch, CellGenotype, save_arch
-from nasforge.config import write_config
+from nasforge.arch import CellArch, CellGenotype
 from nasforge.errors import CheckpointError, ConfigError, TrainingError
 from nasforge.ops import DARTS_PRIMITIVES, NB201_PRIMITIVES
 from nasforge.search import resource
@@ -33,7 +32,7 @@ from nasforge.search.ddp import DistContext, init_from_env
 from nasforge.spaces.cell_supernet import CellSupernet, frozen_bn_stats
 from nasforge.spaces.nb201_supernet import NB201Supernet
 from nasforge.utils.device import resolve_device
-from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
+from nasforge.utils.rundir import RunDir
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
 
 SPACES = ("cell", "nb201")
@@ -314,21 +313,24 @@ class SupernetSearch:
         while True:
             yield from self._batches(pair)
 
-    def run(self, resume: bool = False) -> CellArch:
+    def run(self, resume: bool = False, overwrite: bool = False) -> CellArch:
+        """Search ``cfg.epochs`` epochs; ``resume`` continues the run folder's checkpoint,
+        ``overwrite`` replaces a run already there (see :mod:`nasforge.utils.rundir`)."""
+        if self.run_dir is None:
+            if resume:
+                raise CheckpointError("--resume needs a run folder")
+            return self._loop(None)
+        with RunDir(self.run_dir, command="search", method=self.method, space=self.cfg.space, config=dataclasses.asdict(self.cfg),
+                    resume=resume, overwrite=overwrite, main=self.dist.is_main) as rd:
+            if resume:
+                self.load_state_dict(rd.load_checkpoint(map_location=self.device))
+                rd.truncate_metrics(self.epoch)
+            else:
+                rd.write_config(self.cfg)
+            return self._loop(rd)
+
+    def _loop(self, rd: RunDir | None) -> CellArch:
         cfg = self.cfg
-        main = self.dist.is_main and self.run_dir is not None
-        metrics = MetricsWriter(self.run_dir / "metrics.jsonl") if main else None
-        ckpt = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
-        if resume:
-            if ckpt is None or not ckpt.is_file():
-                raise CheckpointError(f"--resume: no checkpoint in {self.run_dir}")
-            self.load_state_dict(load_checkpoint(ckpt, map_location=self.device))
-            if metrics is not None:
-                metrics.truncate_after(self.epoch)
-        elif main:
-            write_config(cfg, self.run_dir / "config.yaml")
-            if (self.run_dir / "metrics.jsonl").exists():
-                (self.run_dir / "metrics.jsonl").unlink()
         arch = None
         while self.epoch < cfg.epochs:
             t0 = time.time()
@@ -342,13 +344,8 @@ class SupernetSearch:
             arch = record.pop("_arch")
             self.epoch += 1
             self.history.append({k: record[k] for k in ("epoch", "supernet_acc", "child_acc") if k in record})
-            if main:
-                # Metrics and arch first, checkpoint last: a kill between them leaves a
-                # record past the checkpoint, which --resume truncates and rewrites; the
-                # other order would lose the epoch's record for good.
-                metrics.write(record)
-                save_arch(arch, self.run_dir / "arch.json")
-                save_checkpoint(self.state_dict(), ckpt)
+            if rd is not None and self.dist.is_main:
+                rd.save_epoch(record, arch, self.state_dict())
                 if self.progress:
                     print(
                         f"{self.method} epoch {record['epoch']}/{cfg.epochs}: train loss {record.get('train_loss', float('nan')):.4f}, "
