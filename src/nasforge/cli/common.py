@@ -3,6 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (which tests may swap)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def show_library_logs() -> None:
+    """Show the library's INFO logs (per-epoch progress lines) on stderr; idempotent."""
+    root = logging.getLogger("nasforge")
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        h = _StderrHandler()
+        h.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(h)
+        root.setLevel(logging.INFO)
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
@@ -11,6 +35,7 @@ def add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") ->
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
+    show_library_logs()  # the commands that write a run report their epochs through logging
     p.add_argument("--out", required=True, help="run directory (config.yaml, metrics.jsonl, checkpoint.pt, ...)")
     p.add_argument("--config", default=None, help="YAML file of config keys (flags override it)")
     p.add_argument("--epochs", type=int, default=None)

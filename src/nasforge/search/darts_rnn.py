@@ -56,7 +56,6 @@ from nasforge.search.architect import Architect
 from nasforge.search.darts_rnn_config import DartsRNNConfig, config_from_args
 from nasforge.spaces.rnn_supernet import RNN_PRIMITIVES, RNNSupernet, derive_recurrent, num_edges
 from nasforge.utils.device import resolve_device
-from nasforge.utils.rundir import RunDir
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
 
 CHECKPOINT_FORMAT = "nasforge.darts_rnn"
@@ -117,6 +116,7 @@ class DartsRNNSearch:
         self._last_hidden: dict[str, torch.Tensor] = {}
         self.epoch = 0
         self.history: list[dict] = []
+        self._progress = True
 
     # ------------------------------------------------------------------ architecture
     def op_weights(self) -> torch.Tensor:
@@ -293,41 +293,42 @@ class DartsRNNSearch:
             "seconds": seconds,
         }
 
+    # ------------------------------------------------------------------ the one-shot protocol
+    method = "darts"
+    space = "rnn"
+
+    def config_dict(self) -> dict:
+        return to_dict(self.cfg)
+
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    def run_epoch(self) -> tuple[dict, None]:
+        epoch = self.epoch + 1
+        start = time.perf_counter()
+        train = self.train_epoch(epoch, self._progress)
+        valid_loss = self.evaluate()
+        if not math.isfinite(valid_loss):
+            raise TrainingError(f"DARTS RNN search diverged: validation loss is {valid_loss} after epoch {epoch}")
+        self.epoch = epoch
+        record = self.epoch_record(epoch, train, valid_loss, time.perf_counter() - start)
+        self.history.append(record)
+        return record, None
+
+    def final_arch(self, last: Any) -> RecurrentArch:
+        return self.derive()
+
+    def epoch_line(self, r: dict) -> str:
+        return f"epoch {r['epoch']}: train ppl {r['train_ppl']:.2f}, valid ppl {r['valid_ppl']:.2f}, entropy {r['alpha_entropy']:.4f}"
+
     def run(self, run_dir: str | Path | None = None, progress: bool = True, resume: bool = False,
             on_epoch: Optional[Callable[[dict], None]] = None, overwrite: bool = False) -> tuple[RecurrentArch, list[dict]]:
         """Search for ``cfg.epochs`` epochs (from the checkpoint's epoch on resume); ``overwrite``
-        replaces a run already in ``run_dir`` (see :mod:`nasforge.utils.rundir`)."""
-        if run_dir is None:
-            if resume:
-                raise CheckpointError("--resume needs a run folder")
-            return self._loop(None, progress, on_epoch)
-        with RunDir(run_dir, command="search", method="darts", space="rnn", config=to_dict(self.cfg), resume=resume, overwrite=overwrite) as rd:
-            if resume:
-                self.load_state_dict(rd.load_checkpoint(map_location=self.device))
-                rd.truncate_metrics(self.epoch)
-            else:
-                rd.write_config(self.cfg)
-            return self._loop(rd, progress, on_epoch)
+        replaces a run already in ``run_dir`` (:func:`nasforge.search.oneshot.run_oneshot`)."""
+        from nasforge.search.oneshot import run_oneshot
 
-    def _loop(self, rd: RunDir | None, progress: bool, on_epoch: Optional[Callable[[dict], None]]) -> tuple[RecurrentArch, list[dict]]:
-        for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
-            start = time.perf_counter()
-            train = self.train_epoch(epoch, progress)
-            valid_loss = self.evaluate()
-            if not math.isfinite(valid_loss):
-                raise TrainingError(f"DARTS RNN search diverged: validation loss is {valid_loss} after epoch {epoch}")
-            self.epoch = epoch
-            record = self.epoch_record(epoch, train, valid_loss, time.perf_counter() - start)
-            self.history.append(record)
-            if rd is not None:
-                rd.save_epoch(record, None, self.state_dict())
-            if progress:
-                tqdm.write(f"epoch {epoch}: train ppl {record['train_ppl']:.2f}, valid ppl {record['valid_ppl']:.2f}, entropy {record['alpha_entropy']:.4f}")
-            if on_epoch is not None:
-                on_epoch(record)
-        arch = self.derive()
-        if rd is not None:
-            rd.write_arch(arch)
+        self._progress = progress
+        arch = run_oneshot(self, run_dir, resume=resume, overwrite=overwrite, progress=progress, on_epoch=on_epoch)
         return arch, self.history
 
 
