@@ -234,7 +234,7 @@ def test_bad_settings_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="--resume"):
         run_rnn_search(tiny_args(data, out, tmp_path, epochs=1, max_steps=1))
     other = write_corpus(tmp_path / "other", lines=(40, 20, 5), vocab=5)
-    with pytest.raises(CheckpointError, match="vocabulary"):
+    with pytest.raises(CheckpointError, match="config differs .*data="):  # the run header names the change
         run_rnn_search(tiny_args(other, out, tmp_path, epochs=2, max_steps=1, resume=True, config=None))
 
 

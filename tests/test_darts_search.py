@@ -101,7 +101,7 @@ def test_nb201_search_derives_a_cell_found_in_the_table(tmp_path, shared_data, m
 def test_kill_right_after_the_checkpoint_loses_no_metrics_record(tmp_path, monkeypatch):
     """The record of an epoch is on disk before its checkpoint, so a kill between the two
     cannot leave a checkpoint whose epochs are missing from ``metrics.jsonl``."""
-    import nasforge.search.supernet_loop as loop
+    import nasforge.utils.rundir as loop  # every run folder's checkpoint goes through RunDir.save_epoch
 
     real_save = loop.save_checkpoint
 

@@ -61,21 +61,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(verbosity: int) -> None:
-    """Library messages (``logging``) to stderr: info by default, ``-q`` warnings, ``-v`` debug."""
-    import logging
-
-    level = logging.INFO if verbosity == 0 else logging.WARNING if verbosity < 0 else logging.DEBUG
-    logger = logging.getLogger("nasforge")
-    logger.setLevel(level)
-    if not any(getattr(h, "_nasforge_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._nasforge_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.propagate = False
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
@@ -89,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if not argv else 2
-    setup_logging(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
+    from nasforge.cli.common import show_library_logs
+
+    show_library_logs(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     from nasforge.utils.malloc import tune_malloc
 
     tune_malloc()  # reuse freed activation memory instead of page-faulting fresh pages (utils/malloc.py)

@@ -3,6 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (which tests may swap)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def show_library_logs(verbosity: int = 0) -> None:
+    """Library messages (``logging``) to stderr: info by default, ``-q`` warnings, ``-v`` debug; idempotent."""
+    level = logging.INFO if verbosity == 0 else logging.WARNING if verbosity < 0 else logging.DEBUG
+    root = logging.getLogger("nasforge")
+    if not any(isinstance(h, StderrHandler) for h in root.handlers):
+        h = StderrHandler()
+        h.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(h)
+    root.setLevel(level)
+    root.propagate = False
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:

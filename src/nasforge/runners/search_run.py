@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from nasforge.config import write_config
 from nasforge.errors import ConfigError
 from nasforge.search.multi_trial import MultiTrialConfig
 from nasforge.search.registry import SearchResult
 from nasforge.utils.io import atomic_write_json, atomic_write_text
+from nasforge.utils.rundir import RunDir
 
 STORE_FILE = "trials.sqlite"
 log = logging.getLogger(__name__)
@@ -126,8 +127,6 @@ def run_search(
 
     out = Path(out)
     store_path = out / STORE_FILE
-    if not resume and store_path.exists():
-        raise ConfigError(f"{out} already holds a search ({STORE_FILE}); pass --resume to continue it or choose another --out")
     if resume and not store_path.exists():
         raise ConfigError(f"--resume: no {STORE_FILE} in {out}")
     if cfg.device not in ("cpu",):
@@ -145,23 +144,27 @@ def run_search(
     grammar = make_grammar(cfg)
     strategy = make_strategy(method, cfg, grammar)
     evaluate, task_config = evaluator_and_config(cfg)
-    store = TrialStore(store_path)
+    # the run folder: locked for the run's life, a finished run refused without --resume/--overwrite
+    rd = RunDir(out, command="search", method=method, space=cfg.space, config=asdict(cfg), resume=resume,
+                overwrite=overwrite, metrics_key="trial", require_checkpoint=False).open()
+    store = None
     executor = None
     try:
+        store = TrialStore(store_path)
         if resume:
             if store.get_state("method") not in (None, method):
                 raise ConfigError(f"{out} holds a {store.get_state('method')} search, not {method}")
             if store.get_state("space") not in (None, cfg.space):
                 raise ConfigError(f"{out} holds a search over space {store.get_state('space')!r}, not {cfg.space!r}")
+            rd.check_header(store.get_state("header"), store_path)
             restored = load_strategy_state(store, strategy)
             log.info(
                 "resuming: %d finished trials kept, %d to re-run, strategy state %s",
                 store.count("done") + store.count("failed"), store.count("pending"), "restored" if restored else "not saved yet (fresh start)",
             )
         else:
-            store.save_state({"method": method, "space": cfg.space})
-        out.mkdir(parents=True, exist_ok=True)
-        write_config(cfg, out / "config.yaml")
+            store.save_state({"method": method, "space": cfg.space, "header": rd.header})
+        rd.write_config(cfg)
         metrics_path = out / "metrics.jsonl"
         best = [rebuild_metrics(store, metrics_path)]
         writer = MetricsWriter(metrics_path, key="trial")
@@ -173,6 +176,7 @@ def run_search(
             if t.status == "done" and t.reward is not None:
                 best[0] = max(best[0], t.reward)
             writer.write(metrics_record(t, best[0]))
+            rd.saved()  # the trial is in the store and its record in metrics.jsonl
 
         already = store.count("done") + store.count("failed")
         bar = tqdm(total=cfg.trials, initial=min(already, cfg.trials), disable=not progress, desc=f"{method} trials")
@@ -207,7 +211,9 @@ def run_search(
     finally:
         if executor is not None:
             executor.shutdown()
-        store.close()
+        if store is not None:
+            store.close()
+        rd.close()
 
 
 __all__ = ["MultiTrialConfig", "run_search"]

@@ -146,7 +146,7 @@ def run_supernet_search(search_cls, cfg, out, *, resume: bool = False, overwrite
 
     search = search_cls(cfg, out, progress=progress)
     try:
-        arch = search.run(resume=resume)
+        arch = search.run(resume=resume, overwrite=overwrite)
     finally:
         shutdown(search.dist)
     last = search.history[-1] if search.history else {}

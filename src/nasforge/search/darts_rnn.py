@@ -49,15 +49,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from nasforge.arch import RecurrentArch, save_arch
-from nasforge.config import to_dict, write_config
-from nasforge.errors import CheckpointError, ConfigError, DataError, TrainingError
+from nasforge.arch import RecurrentArch
+from nasforge.config import to_dict
+from nasforge.errors import CheckpointError, DataError, TrainingError
 from nasforge.search.architect import Architect
 from nasforge.search.darts_rnn_config import DartsRNNConfig
 from nasforge.search.registry import SearchResult, register_method
 from nasforge.spaces.rnn_supernet import RNN_PRIMITIVES, RNNSupernet, derive_recurrent, num_edges
 from nasforge.utils.device import resolve_device
-from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
 
 CHECKPOINT_FORMAT = "nasforge.darts_rnn"
@@ -121,6 +120,7 @@ class DartsRNNSearch:
         self._last_hidden: dict[str, torch.Tensor] = {}
         self.epoch = 0
         self.history: list[dict] = []
+        self._progress = True
 
     # ------------------------------------------------------------------ architecture
     def op_weights(self) -> torch.Tensor:
@@ -297,42 +297,42 @@ class DartsRNNSearch:
             "seconds": seconds,
         }
 
+    # ------------------------------------------------------------------ the one-shot protocol
+    method = "darts"
+    space = "rnn"
+
+    def config_dict(self) -> dict:
+        return to_dict(self.cfg)
+
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    def run_epoch(self) -> tuple[dict, None]:
+        epoch = self.epoch + 1
+        start = time.perf_counter()
+        train = self.train_epoch(epoch, self._progress)
+        valid_loss = self.evaluate()
+        if not math.isfinite(valid_loss):
+            raise TrainingError(f"DARTS RNN search diverged: validation loss is {valid_loss} after epoch {epoch}")
+        self.epoch = epoch
+        record = self.epoch_record(epoch, train, valid_loss, time.perf_counter() - start)
+        self.history.append(record)
+        return record, None
+
+    def final_arch(self, last: Any) -> RecurrentArch:
+        return self.derive()
+
+    def epoch_line(self, r: dict) -> str:
+        return f"epoch {r['epoch']}: train ppl {r['train_ppl']:.2f}, valid ppl {r['valid_ppl']:.2f}, entropy {r['alpha_entropy']:.4f}"
+
     def run(self, run_dir: str | Path | None = None, progress: bool = True, resume: bool = False,
-            on_epoch: Optional[Callable[[dict], None]] = None) -> tuple[RecurrentArch, list[dict]]:
-        """Search for ``cfg.epochs`` epochs (from the checkpoint's epoch on resume)."""
-        metrics = ckpt = None
-        if run_dir is not None:
-            run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt = run_dir / "checkpoint.pt"
-            metrics = MetricsWriter(run_dir / "metrics.jsonl")
-            if resume:
-                self.load_state_dict(load_checkpoint(ckpt, map_location=self.device))
-                metrics.truncate_after(self.epoch)
-            elif ckpt.exists():
-                raise ConfigError(f"{run_dir} already holds a search checkpoint: pass --resume to continue it or choose another --out")
-            elif metrics.path.exists():
-                metrics.path.unlink()
-            write_config(self.cfg, run_dir / "config.yaml")
-        for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
-            start = time.perf_counter()
-            train = self.train_epoch(epoch, progress)
-            valid_loss = self.evaluate()
-            if not math.isfinite(valid_loss):
-                raise TrainingError(f"DARTS RNN search diverged: validation loss is {valid_loss} after epoch {epoch}")
-            self.epoch = epoch
-            record = self.epoch_record(epoch, train, valid_loss, time.perf_counter() - start)
-            self.history.append(record)
-            if metrics is not None:
-                metrics.write(record)
-                save_checkpoint(self.state_dict(), ckpt)
-            if progress:
-                log.info("epoch %d: train ppl %.2f, valid ppl %.2f, entropy %.4f", epoch, record["train_ppl"], record["valid_ppl"], record["alpha_entropy"])
-            if on_epoch is not None:
-                on_epoch(record)
-        arch = self.derive()
-        if run_dir is not None:
-            save_arch(arch, run_dir / "arch.json")
+            on_epoch: Optional[Callable[[dict], None]] = None, overwrite: bool = False) -> tuple[RecurrentArch, list[dict]]:
+        """Search for ``cfg.epochs`` epochs (from the checkpoint's epoch on resume); ``overwrite``
+        replaces a run already in ``run_dir`` (:func:`nasforge.search.oneshot.run_oneshot`)."""
+        from nasforge.search.oneshot import run_oneshot
+
+        self._progress = progress
+        arch = run_oneshot(self, run_dir, resume=resume, overwrite=overwrite, progress=progress, on_epoch=on_epoch)
         return arch, self.history
 
 
@@ -351,8 +351,8 @@ def run_darts_rnn(cfg: DartsRNNConfig, out=None, *, resume: bool = False, overwr
         set_deterministic(True)
     corpus = load_corpus(cfg.data, cfg.data_dir)
     search = DartsRNNSearch(cfg, corpus, device)
-    log.info("DARTS RNN search on %s; %d epochs, order %d, device %s", corpus.summary(), cfg.epochs, cfg.order, device)
-    arch, history = search.run(out, progress=progress, resume=resume)
+    (log.info if progress else log.debug)("DARTS RNN search on %s; %d epochs, order %d, device %s", corpus.summary(), cfg.epochs, cfg.order, device)
+    arch, history = search.run(out, progress=progress, resume=resume, overwrite=overwrite)
     last = history[-1] if history else {}
     metrics = {k: float(last[k]) for k in ("valid_ppl",) if k in last}
     return SearchResult("darts", "rnn", arch, Path(out) if out is not None else None, metrics)

@@ -1,20 +1,20 @@
-"""What DARTS and SNAS share: data, supernet, epoch loop, metrics, checkpoints, resume.
+"""What DARTS and SNAS share: data, supernet, the epoch, state; the run itself is the one-shot loop's.
 
 A strategy subclasses :class:`SupernetSearch` and supplies ``step`` (one optimisation
 step on a train batch and a held-out batch), ``eval_weights`` (op weights used to
 evaluate the supernet), ``derive`` (the discrete architecture) and, optionally, extra
 per-epoch metrics. Everything else — the 50/50 split of the training data (DARTS Sec. 3.1.1:
 half for the weights, half for α), the cosine learning rate, evaluation of the supernet
-and of the derived child **with the supernet's weights** (no retraining), one JSON line
-per epoch in ``metrics.jsonl``, an atomic ``checkpoint.pt`` after every epoch, ``arch.json``,
-``--resume``, and data-parallel processes (:mod:`nasforge.search.ddp`) — lives here.
+and of the derived child **with the supernet's weights** (no retraining), the epoch record
+and data-parallel processes (:mod:`nasforge.search.ddp`) — lives here; run folder, metrics,
+checkpoints and ``--resume`` are :func:`nasforge.search.oneshot.run_oneshot`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,19 +24,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.arch import CellArch, CellGenotype, save_arch
-from nasforge.config import write_config
+from nasforge.arch import CellArch
 from nasforge.errors import CheckpointError, ConfigError, TrainingError
 from nasforge.ops import DARTS_PRIMITIVES, NB201_PRIMITIVES
 from nasforge.search import resource
 from nasforge.search.ddp import DistContext, init_from_env
+from nasforge.search.nb201_cells import nb201_arch, nb201_ops  # noqa: F401  (used by darts, snas, enas)
 from nasforge.spaces.cell_supernet import CellSupernet, frozen_bn_stats
 from nasforge.spaces.nb201_supernet import NB201Supernet
 from nasforge.utils.device import resolve_device
-from nasforge.utils.io import MetricsWriter, load_checkpoint, save_checkpoint
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
 
 SPACES = ("cell", "nb201")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -243,7 +243,7 @@ class SupernetSearch:
             try:
                 self._nb201 = NB201Table.load(self.cfg.nb201_table)
             except NasforgeError as e:
-                print(f"nasforge: NAS-Bench-201 table not available ({e}); no lookup", file=sys.stderr)
+                log.warning("NAS-Bench-201 table not available (%s); no lookup", e)
                 self._nb201 = False
         if self._nb201 is False:
             return None
@@ -314,51 +314,44 @@ class SupernetSearch:
         while True:
             yield from self._batches(pair)
 
-    def run(self, resume: bool = False) -> CellArch:
-        cfg = self.cfg
-        main = self.dist.is_main and self.run_dir is not None
-        metrics = MetricsWriter(self.run_dir / "metrics.jsonl") if main else None
-        ckpt = self.run_dir / "checkpoint.pt" if self.run_dir is not None else None
-        if resume:
-            if ckpt is None or not ckpt.is_file():
-                raise CheckpointError(f"--resume: no checkpoint in {self.run_dir}")
-            self.load_state_dict(load_checkpoint(ckpt, map_location=self.device))
-            if metrics is not None:
-                metrics.truncate_after(self.epoch)
-        elif main:
-            write_config(cfg, self.run_dir / "config.yaml")
-            if (self.run_dir / "metrics.jsonl").exists():
-                (self.run_dir / "metrics.jsonl").unlink()
-        arch = None
-        while self.epoch < cfg.epochs:
-            t0 = time.time()
-            lr = cosine_lr(cfg, self.epoch)
-            for g in self.w_opt.param_groups:
-                g["lr"] = lr
-            self.epoch_begin(self.epoch)
-            stats = self.train_epoch()
-            record = self.epoch_record(stats, lr)
-            record["seconds"] = round(time.time() - t0, 3)
-            arch = record.pop("_arch")
-            self.epoch += 1
-            self.history.append({k: record[k] for k in ("epoch", "supernet_acc", "child_acc") if k in record})
-            if main:
-                # Metrics and arch first, checkpoint last: a kill between them leaves a
-                # record past the checkpoint, which --resume truncates and rewrites; the
-                # other order would lose the epoch's record for good.
-                metrics.write(record)
-                save_arch(arch, self.run_dir / "arch.json")
-                save_checkpoint(self.state_dict(), ckpt)
-                if self.progress:
-                    print(
-                        f"{self.method} epoch {record['epoch']}/{cfg.epochs}: train loss {record.get('train_loss', float('nan')):.4f}, "
-                        f"supernet acc {record['supernet_acc']:.4f}, child acc {record['child_acc']:.4f}",
-                        file=sys.stderr,
-                    )
-            self.dist.barrier()
-        if arch is None:
-            arch, _, _ = self.derive()
-        return arch
+    # -- the one-shot protocol (nasforge.search.oneshot) ----------------------------------------
+    @property
+    def space(self) -> str:
+        return self.cfg.space
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.cfg)
+
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    def run_epoch(self) -> tuple[dict[str, Any], CellArch]:
+        t0 = time.time()
+        lr = cosine_lr(self.cfg, self.epoch)
+        for g in self.w_opt.param_groups:
+            g["lr"] = lr
+        self.epoch_begin(self.epoch)
+        stats = self.train_epoch()
+        record = self.epoch_record(stats, lr)
+        record["seconds"] = round(time.time() - t0, 3)
+        arch = record.pop("_arch")
+        self.epoch += 1
+        self.history.append({k: record[k] for k in ("epoch", "supernet_acc", "child_acc") if k in record})
+        return record, arch
+
+    def final_arch(self, last: CellArch | None) -> CellArch:
+        return last if last is not None else self.derive()[0]
+
+    def epoch_line(self, r: dict) -> str:
+        return (f"{self.method} epoch {r['epoch']}/{self.cfg.epochs}: train loss {r.get('train_loss', float('nan')):.4f}, "
+                f"supernet acc {r['supernet_acc']:.4f}, child acc {r['child_acc']:.4f}")
+
+    def run(self, resume: bool = False, overwrite: bool = False) -> CellArch:
+        """Search ``cfg.epochs`` epochs; ``resume`` continues the run folder's checkpoint,
+        ``overwrite`` replaces a run already there (:func:`nasforge.search.oneshot.run_oneshot`)."""
+        from nasforge.search.oneshot import run_oneshot
+
+        return run_oneshot(self, self.run_dir, resume=resume, overwrite=overwrite, progress=self.progress)
 
     def epoch_record(self, stats: dict[str, float], lr: float) -> dict[str, Any]:
         arch, choice, concat = self.derive()
@@ -389,27 +382,6 @@ def _cpu_copy(net: nn.Module) -> nn.Module:
     c = copy.deepcopy(net).to("cpu").float()
     c.checkpoint_cells = False
     return c
-
-
-def nb201_ops(arch: CellArch) -> tuple[str, ...]:
-    """The 6 edge ops of a NAS-Bench-201 ``cell`` arch (edges 1←0, 2←0, 2←1, 3←0, 3←1, 3←2)."""
-    ops = {}
-    for j, node in enumerate(arch.normal.nodes):
-        for op, i in node:
-            ops[(j + 1, i)] = op
-    from nasforge.spaces.nb201_table import EDGES
-
-    return tuple(ops.get(e, "none") for e in EDGES)
-
-
-def nb201_arch(ops_per_edge: list[str], name: str, meta: dict) -> CellArch:
-    """A NAS-Bench-201 cell as a ``cell`` arch: one input, every edge listed (``none`` kept)."""
-    from nasforge.spaces.nb201_table import EDGES
-
-    nodes: list[list[tuple[str, int]]] = [[], [], []]
-    for (dst, src), op in zip(EDGES, ops_per_edge):
-        nodes[dst - 1].append((op, src))
-    return CellArch(normal=CellGenotype(nodes=nodes, concat=[3]), reduce=None, inputs=1, name=name, meta=meta)
 
 
 def frozen_stats(net: nn.Module):

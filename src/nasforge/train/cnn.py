@@ -26,16 +26,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.arch import save_arch
-from nasforge.config import write_config
 from nasforge.data import Augment, BatchLoader, ImageDataset, TensorPair, load_image_dataset
-from nasforge.errors import ArchError, ConfigError
+from nasforge.errors import ArchError
 from nasforge.nets import build_network
 from nasforge.train.common import (
     CHECKPOINT,
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
-    METRICS,
     RESULT,
     TrainResult,
     amp_enabled,
@@ -49,8 +46,9 @@ from nasforge.train.common import (
 )
 from nasforge.train.config import TrainConfig
 from nasforge.utils.device import resolve_device
-from nasforge.utils.io import MetricsWriter, atomic_write_json, save_checkpoint
+from nasforge.utils.io import atomic_write_json
 from nasforge.utils.rng import get_rng_state, seed_everything, set_rng_state
+from nasforge.utils.rundir import RunDir
 
 
 def count_params(model: nn.Module) -> int:
@@ -199,6 +197,7 @@ def train_cnn(
     *,
     data: ImageDataset | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     show_progress: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
@@ -221,13 +220,14 @@ def train_cnn(
     cfg.validate()
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
-    if not resume and ckpt_path.exists():
-        raise ConfigError(f"{run_dir} already holds a training run ({CHECKPOINT}); pass --resume to continue it or choose a new --out")
     device = resolve_device(cfg.device)
-    with run_settings(cfg.deterministic, cfg.threads):
+    rd = RunDir(run_dir, command="train", method="cnn", space=getattr(arch, "kind", None), config=dataclasses.asdict(cfg),
+                resume=resume, overwrite=overwrite)
+    with rd, run_settings(cfg.deterministic, cfg.threads):
         if data is None:
             data = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, valid_fraction=cfg.valid_fraction, limit=cfg.limit)
         cfg = dataclasses.replace(cfg.for_dataset(data.name), data=data.name)
+        rd.set_config(dataclasses.asdict(cfg))
         amp = amp_enabled(cfg.amp, device)
 
         seed_everything(cfg.seed)
@@ -240,11 +240,11 @@ def train_cnn(
         augment = Augment.for_dataset(data, crop_padding=cfg.crop_padding or 0, flip=bool(cfg.flip), cutout=cfg.cutout or 0)
         loader = BatchLoader(data.train, cfg.batch_size, shuffle=True, generator=data_gen, augment=augment, device=device, pin_memory=True)
         eval_bs = cfg.eval_batch_size or cfg.batch_size
-        metrics = MetricsWriter(run_dir / METRICS)
 
         start, best = 0, {}
         if resume:
             ckpt = read_training_checkpoint(ckpt_path, "cnn", map_location="cpu")
+            rd.check_header(ckpt.get("header"), ckpt_path)
             load_model_state(model, ckpt["model"], ckpt_path)
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
@@ -253,14 +253,11 @@ def train_cnn(
             set_rng_state(ckpt["rng"])
             data_gen.set_state(ckpt["data_rng"])
             start, best = int(ckpt["epoch"]), dict(ckpt.get("best") or {})
-            metrics.truncate_after(start)
+            rd.truncate_metrics(start)
             say(f"resuming {run_dir} after epoch {start}/{cfg.epochs}")
         else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / METRICS).unlink(missing_ok=True)
-            (run_dir / RESULT).unlink(missing_ok=True)
-            write_config(cfg, run_dir / "config.yaml")
-            save_arch(arch, run_dir / "arch.json")
+            rd.write_config(cfg)
+            rd.write_arch(arch)
         params = count_params(model)
         if start == 0:
             say(f"{getattr(arch, 'name', '') or 'cell network'}: {params / 1e6:.3f}M parameters, {data.summary()}, {cfg.epochs} epochs on {device}")
@@ -284,8 +281,9 @@ def train_cnn(
                 if not best or record[key] > best["value"]:
                     best = {"metric": key, "value": record[key], "epoch": epoch + 1}
             record["seconds"] = time.perf_counter() - t0
-            metrics.write(record)  # also mirrored to TensorBoard when installed
-            save_checkpoint(
+            rd.save_epoch(  # the record (also mirrored to TensorBoard when installed), then the checkpoint
+                record,
+                None,
                 {
                     "format": CHECKPOINT_FORMAT,
                     "version": CHECKPOINT_VERSION,
@@ -303,7 +301,6 @@ def train_cnn(
                     "best": best,
                     "params": params,
                 },
-                ckpt_path,
             )
             say(_epoch_line(record, cfg.epochs))
 

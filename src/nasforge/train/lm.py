@@ -37,17 +37,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.arch import save_arch
-from nasforge.config import write_config
 from nasforge.data import Corpus, batchify, get_batch, load_corpus
 from nasforge.data.text import CORPORA
-from nasforge.errors import ArchError, ConfigError
+from nasforge.errors import ArchError
 from nasforge.nets import RNNModel
 from nasforge.train.common import (
     CHECKPOINT,
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
-    METRICS,
     RESULT,
     TrainResult,
     amp_enabled,
@@ -61,8 +58,9 @@ from nasforge.train.common import (
 )
 from nasforge.train.config import LMConfig
 from nasforge.utils.device import resolve_device
-from nasforge.utils.io import MetricsWriter, atomic_write_json, save_checkpoint
+from nasforge.utils.io import atomic_write_json
 from nasforge.utils.rng import get_rng_state, seed_everything, set_rng_state
+from nasforge.utils.rundir import RunDir
 
 
 def ppl(loss: float) -> float:
@@ -197,6 +195,7 @@ def train_lm(
     *,
     corpus: Corpus | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     show_progress: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> TrainResult:
@@ -209,14 +208,15 @@ def train_lm(
     cfg.validate()
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
-    if not resume and ckpt_path.exists():
-        raise ConfigError(f"{run_dir} already holds a training run ({CHECKPOINT}); pass --resume to continue it or choose a new --out")
     device = resolve_device(cfg.device)
-    with run_settings(cfg.deterministic, cfg.threads):
+    rd = RunDir(run_dir, command="train", method="lm", space=getattr(arch, "kind", None), config=dataclasses.asdict(cfg),
+                resume=resume, overwrite=overwrite)
+    with rd, run_settings(cfg.deterministic, cfg.threads):
         if corpus is None:
             corpus = load_corpus(cfg.data, cfg.data_dir)
             if cfg.data.lower() not in CORPORA:  # a folder: keep its absolute path for `nasforge eval`
                 cfg = dataclasses.replace(cfg, data=os.path.abspath(corpus.path))
+        rd.set_config(dataclasses.asdict(cfg))
         amp = amp_enabled(cfg.amp, device)
         train_data = batchify(corpus.train, cfg.batch_size, device)
         val_data = batchify(corpus.valid, cfg.eval_batch_size, device)
@@ -229,12 +229,12 @@ def train_lm(
         optimizer = make_optimizer(model, cfg, asgd)
         scaler = make_scaler(amp)
         gen = torch.Generator().manual_seed(cfg.seed)
-        metrics = MetricsWriter(run_dir / METRICS)
         start, val_history, best = 0, [], {}
         best_state: dict | None = None
 
         if resume:
             ckpt = read_training_checkpoint(ckpt_path, "lm", map_location="cpu")
+            rd.check_header(ckpt.get("header"), ckpt_path)
             load_model_state(model, ckpt["model"], ckpt_path)
             asgd = bool(ckpt.get("asgd"))
             optimizer = make_optimizer(model, cfg, asgd)
@@ -247,14 +247,11 @@ def train_lm(
             val_history = [float(v) for v in ckpt.get("val_history", [])]
             best = dict(ckpt.get("best") or {})
             best_state = ckpt.get("best_model")
-            metrics.truncate_after(start)
+            rd.truncate_metrics(start)
             say(f"resuming {run_dir} after epoch {start}/{cfg.epochs}")
         else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / METRICS).unlink(missing_ok=True)
-            (run_dir / RESULT).unlink(missing_ok=True)
-            write_config(cfg, run_dir / "config.yaml")
-            save_arch(arch, run_dir / "arch.json")
+            rd.write_config(cfg)
+            rd.write_arch(arch)
         params = sum(p.numel() for p in model.parameters())
         if start == 0:
             say(f"{getattr(arch, 'name', '') or 'recurrent cell'}: {params / 1e6:.3f}M parameters, {corpus.summary()}, {cfg.epochs} epochs on {device}")
@@ -286,8 +283,9 @@ def train_lm(
                 say(f"epoch {epoch + 1}: validation loss stopped improving, switching to ASGD")
             val_history.append(val_loss)
             record["seconds"] = time.perf_counter() - t0
-            metrics.write(record)  # also mirrored to TensorBoard when installed
-            save_checkpoint(
+            rd.save_epoch(  # the record (also mirrored to TensorBoard when installed), then the checkpoint
+                record,
+                None,
                 {
                     "format": CHECKPOINT_FORMAT,
                     "version": CHECKPOINT_VERSION,
@@ -307,7 +305,6 @@ def train_lm(
                     "best": best,
                     "params": params,
                 },
-                ckpt_path,
             )
             say(
                 f"epoch {epoch + 1}/{cfg.epochs} | {record['optimizer']} lr {record['lr']:g} | train ppl {record['train_ppl']:.2f} "
