@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from nasforge.arch import CellArch, CellGenotype
 from nasforge.config import resolve
 from nasforge.errors import ConfigError
+from nasforge.ops import parse_ops
 from nasforge.search.architect import Architect
 from nasforge.search.supernet_loop import SupernetConfig, SupernetSearch, frozen_stats, nb201_arch
 
@@ -121,6 +122,8 @@ class DartsSearch(SupernetSearch):
         cfg = self.cfg
         probs = {t: F.softmax(a.detach().cpu(), dim=-1) for t, a in self.alphas.items()}
         meta = {"method": f"darts-{'1st' if cfg.order == 1 else '2nd'}", "epoch": self.epoch, "space": cfg.space, "seed": cfg.seed}
+        if cfg.space == "cell":
+            meta["ops"] = list(self.primitives)  # the candidates searched
         if cfg.space == "nb201":
             ops = [self.primitives[int(k)] for k in probs["normal"].argmax(-1)]
             arch = nb201_arch(ops, "darts-nb201", meta)
@@ -148,7 +151,7 @@ _FLAGS = {
     "channels_last": "channels_last", "train_portion": "train_portion", "lr": "lr", "arch_lr": "arch_lr",
     "arch_weight_decay": "arch_weight_decay", "eval_limit": "eval_limit", "augment": "augment",
     "nb201_cells": "nb201_cells", "nb201_table": "nb201_table", "reuse_unrolled_grad": "reuse_unrolled_grad",
-    "max_steps": "max_steps", "data_dir": "data_dir",
+    "max_steps": "max_steps", "data_dir": "data_dir", "ops": "ops",
 }
 
 
@@ -158,6 +161,7 @@ def add_common_supernet_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=None, help="cells in the search network (8)")
     p.add_argument("--channels", type=int, default=None, help="initial channels C (16)")
     p.add_argument("--nodes", type=int, default=None, help="intermediate nodes per cell (4)")
+    p.add_argument("--ops", type=parse_ops, default=None, help="cell space: candidate ops, comma-separated registered names (default: the 8 DARTS ops)")
     p.add_argument("--nb201-cells", type=int, default=None, help="nb201 space: cells per stage (1; the benchmark uses 5)")
     p.add_argument("--nb201-table", default=None, help="nb201 space: NAS-Bench-201 CSV (default: $NASFORGE_DATA/nas-bench-201)")
     p.add_argument("--input-size", type=int, default=None, help="resize images to this side (default: as stored)")
@@ -210,6 +214,9 @@ def run_search(search_cls, cfg, args) -> int:
 def run_from_args(args: argparse.Namespace) -> int:
     if getattr(args, "space", None) == "rnn":
         from nasforge.search.darts_rnn import run_rnn_search
+
+        if getattr(args, "ops", None) is not None:
+            raise ConfigError("--ops is for --space cell; the rnn space has its fixed activation list")
 
         return run_rnn_search(args)
     return run_search(DartsSearch, config_from_args(DartsConfig, args, _FLAGS), args)

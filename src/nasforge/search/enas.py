@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -140,9 +141,10 @@ class ENAS:
         else:
             from nasforge.spaces.enas_micro import MicroSupernet, decode_micro
 
-            self.net = MicroSupernet(ds.num_classes, ds.channels, C=cfg.channels, normal_layers=cfg.layers, channels_last=self.device.type == "cpu")
-            self.layout = micro_layout()
-            self.decode = decode_micro
+            kw = {} if cfg.ops is None else {"primitives": tuple(cfg.ops)}
+            self.net = MicroSupernet(ds.num_classes, ds.channels, C=cfg.channels, normal_layers=cfg.layers, channels_last=self.device.type == "cpu", **kw)
+            self.layout = micro_layout(num_ops=len(self.net.primitives))
+            self.decode = functools.partial(decode_micro, primitives=self.net.primitives)
         self.net.to(self.device)
         self.w_opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
 
@@ -377,7 +379,7 @@ class ENAS:
                       "best_arch": self._arch_json(best_arch), "time": time.time() - t0}
             self._end_epoch(record, metrics)
         arch, reward = self.derive()
-        arch.meta = {"method": "enas", "space": self.cfg.space, "data": self.cfg.data, "reward": reward,
+        arch.meta = {**arch.meta, "method": "enas", "space": self.cfg.space, "data": self.cfg.data, "reward": reward,
                      "epochs": self.cfg.epochs, "seed": self.cfg.seed}
         if self.run_dir is not None:
             save_arch(arch, self.run_dir / "arch.json")

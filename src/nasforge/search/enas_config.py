@@ -15,6 +15,7 @@ from typing import Any
 
 from nasforge.config import resolve
 from nasforge.errors import ConfigError
+from nasforge.ops import check_ops, parse_ops
 
 SPACES = ("macro", "micro", "rnn", "nb201")
 
@@ -33,6 +34,7 @@ class EnasConfig:
     """ENAS search settings; ``None`` = the space's default (see :data:`SPACE_DEFAULTS`)."""
 
     space: str = "macro"
+    ops: list[str] | None = None  # micro space: candidate op names; None = ENAS_MICRO_PRIMITIVES (the paper's 5)
     data: str = "digits"
     data_dir: str | None = None
     limit: int | None = None  # at most this many images per split (quick runs)
@@ -91,6 +93,10 @@ class EnasConfig:
             raise ConfigError(f"train_portion must be in (0, 1), got {self.train_portion}")
         if not 0.0 < self.skip_target < 1.0:
             raise ConfigError(f"skip_target must be in (0, 1), got {self.skip_target}")
+        if self.ops is not None:
+            if self.space != "micro":
+                raise ConfigError(f"--ops is for --space micro; the {self.space} space has its fixed op list")
+            check_ops(self.ops, "--ops")
 
     def resolved(self) -> "EnasConfig":
         base = {"controller_lr": 3.5e-4, "baseline_decay": 0.99}
@@ -118,6 +124,7 @@ _FLAGS = {
     "controller_aggregate": "controller_aggregate", "derive_samples": "derive_samples", "max_steps": "max_steps",
     "trials": "trials", "nb201_table": "nb201_table", "bptt": "bptt", "train_portion": "train_portion",
     "eval_batches": "eval_batches", "entropy_weight": "entropy_weight", "baseline_decay": "baseline_decay",
+    "ops": "ops",
 }
 
 
@@ -125,6 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default=None, help="macro (default), micro, rnn (language model cell) or nb201 (NAS-Bench-201 table)")
     p.add_argument("--layers", type=int, default=None, help="macro: layers (12); micro: normal cells (6); rnn: nodes (12)")
     p.add_argument("--channels", type=int, default=None, help="macro 36 / micro 20 filters; rnn hidden size (200)")
+    p.add_argument("--ops", type=parse_ops, default=None, help="micro: candidate ops, comma-separated registered names (default: the paper's 5)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many images per split (quick runs)")
     p.add_argument("--train-portion", type=float, default=None, help="share of the training images for the shared weights (0.9)")
     p.add_argument("--lr", type=float, default=None, help="shared-weight lr (CNN 0.05 cosine restarts; RNN 20)")

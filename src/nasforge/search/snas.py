@@ -216,6 +216,8 @@ class SnasSearch(SupernetSearch):
         cfg = self.cfg
         probs = {t: F.softmax(a.detach().cpu(), dim=-1) for t, a in self.alphas.items()}
         meta = {"method": "snas", "epoch": self.epoch, "space": cfg.space, "seed": cfg.seed, "lambda": cfg.lam, "resource": cfg.resource}
+        if cfg.space == "cell":
+            meta["ops"] = list(self.primitives)  # the candidates searched
         if cfg.space == "nb201":
             ops = [self.primitives[int(k)] for k in probs["normal"].argmax(-1)]
             return nb201_arch(ops, "snas-nb201", meta), {"normal": [[int(k)] for k in probs["normal"].argmax(-1)]}, None
@@ -247,7 +249,7 @@ _FLAGS = {
     "train_portion": "train_portion", "lr": "lr", "arch_lr": "arch_lr", "arch_weight_decay": "arch_weight_decay",
     "eval_limit": "eval_limit", "augment": "augment", "nb201_cells": "nb201_cells", "nb201_table": "nb201_table",
     "max_steps": "max_steps", "data_dir": "data_dir", "resource": "resource", "preset": "preset", "penalty": "penalty",
-    "log_penalty": "log_penalty", "temp": "temp", "temp_min": "temp_min", "drop_path": "drop_path",
+    "log_penalty": "log_penalty", "temp": "temp", "temp_min": "temp_min", "drop_path": "drop_path", "ops": "ops",
 }
 
 
