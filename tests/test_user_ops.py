@@ -186,6 +186,13 @@ def test_darts_with_a_restricted_op_set_derives_only_those_ops(tmp_path):
     assert arch.meta["ops"] == ops
     rec = read_jsonl(out / "metrics.jsonl")[-1]
     assert len(rec["alpha_softmax"]["normal"][0]) == 4
+    # the report labels α's columns with the ops searched
+    from nasforge.report.build import _ops_hint
+    from nasforge.report.rundata import load_run
+    from nasforge.report.series import alpha_series
+
+    run = load_run(out)
+    assert {a.key: a.ops for a in alpha_series(run.records, _ops_hint(run))}["alpha_softmax.normal"] == ops
 
 
 def test_user_op_is_searched_by_darts_then_trains_and_exports_to_onnx(tmp_path, user_op):
@@ -238,6 +245,17 @@ def test_user_op_final_network_trains_a_step(user_op):
     user_params = {id(p) for m in net.modules() if isinstance(m, ConvReLU) for p in m.parameters()}
     moved = [id(p) for p, b in zip(net.parameters(), before) if not torch.equal(p.detach(), b)]
     assert user_params and user_params <= set(moved)
+    # cost: the user op's 1x1 convs are counted (params and FLOPs)
+    from nasforge.cost import count_flops, count_parameters
+
+    ref = build_network(
+        CellArch(normal=CellGenotype([[("none", 0), ("sep_conv_3x3", 1)], [("none", 2), ("none", 0)]], [2, 3]),
+                 reduce=CellGenotype([[("none", 0), ("sep_conv_3x3", 1)], [("none", 2), ("none", 0)]], [2, 3])),
+        num_classes=10, in_channels=1, input_size=8, C=8, layers=3,
+    )
+    user_weights = sum(m.conv.weight.numel() + m.bn.weight.numel() + m.bn.bias.numel() for m in net.modules() if isinstance(m, ConvReLU))
+    assert count_parameters(net) - count_parameters(ref) == user_weights
+    assert count_flops(net.eval(), (1, 1, 8, 8)).forward > count_flops(ref.eval(), (1, 1, 8, 8)).forward
 
 
 def test_snas_searches_a_user_op_and_costs_it(tmp_path, user_op):
