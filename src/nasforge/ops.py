@@ -17,18 +17,23 @@ Definitions follow DARTS ``cnn/operations.py`` (quark0/darts@f276dd3):
 
 Ops whose definition needs C_in = C_out (pools, identity) get a ReLU-Conv1×1-BN in front
 when the channel counts differ, as NAS-Bench-201 does for its pooling op.
+
+A user's own op is added with :func:`register_op` (``nasforge.register_op``) and is then
+a candidate name like the built-ins: for ``ops`` lists of the cell searches, in ``cell``
+architectures, final networks, drawings, costs and exports (see ``docs/darts.md``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.errors import ArchError
+from nasforge.errors import ArchError, ConfigError
 
 
 class ReLUConvBN(nn.Sequential):
@@ -151,46 +156,47 @@ class OpSpec:
     build: Callable[[int, int, int, bool, str], nn.Module]
     doc: str
     parametric: bool = True  # False: no weights (at C_in == C_out, stride 1)
+    builtin: bool = True  # False: registered by the user (nasforge.register_op)
 
 
 OPS: dict[str, OpSpec] = {}
 
 
-def register_op(name: str, build: Callable[[int, int, int, bool, str], nn.Module], doc: str, parametric: bool = True) -> None:
+def _register(name: str, build: Callable[[int, int, int, bool, str], nn.Module], doc: str, parametric: bool = True) -> None:
     OPS[name] = OpSpec(name, build, doc, parametric)
 
 
-register_op("none", lambda ci, co, s, a, o: Zero(ci, co, s), "zero: no connection", parametric=False)
-register_op("skip_connect", _skip, "identity; factorized reduce at stride 2", parametric=False)
-register_op("identity", _skip, "ENAS name for skip_connect", parametric=False)
-register_op("max_pool_3x3", _pool("max"), "3x3 max pooling, padding 1", parametric=False)
-register_op("avg_pool_3x3", _pool("avg"), "3x3 average pooling, padding 1, count_include_pad=False", parametric=False)
+_register("none", lambda ci, co, s, a, o: Zero(ci, co, s), "zero: no connection", parametric=False)
+_register("skip_connect", _skip, "identity; factorized reduce at stride 2", parametric=False)
+_register("identity", _skip, "ENAS name for skip_connect", parametric=False)
+_register("max_pool_3x3", _pool("max"), "3x3 max pooling, padding 1", parametric=False)
+_register("avg_pool_3x3", _pool("avg"), "3x3 average pooling, padding 1, count_include_pad=False", parametric=False)
 for _k in (3, 5, 7):
-    register_op(
+    _register(
         f"sep_conv_{_k}x{_k}",
         (lambda k: lambda ci, co, s, a, o: SepConv(ci, co, k, s, k // 2, a))(_k),
         f"(ReLU, depthwise {_k}x{_k}, pointwise, BN) x2",
     )
 for _k in (3, 5):
-    register_op(
+    _register(
         f"dil_conv_{_k}x{_k}",
         (lambda k: lambda ci, co, s, a, o: DilConv(ci, co, k, s, k - 1, 2, a))(_k),
         f"ReLU, depthwise {_k}x{_k} dilation 2, pointwise, BN",
     )
-register_op("conv_7x1_1x7", lambda ci, co, s, a, o: Conv7x1_1x7(ci, co, s, a), "ReLU, 1x7 conv, 7x1 conv, BN")
+_register("conv_7x1_1x7", lambda ci, co, s, a, o: Conv7x1_1x7(ci, co, s, a), "ReLU, 1x7 conv, 7x1 conv, BN")
 for _k in (1, 3, 5):
-    register_op(
+    _register(
         f"conv_{_k}x{_k}",
         (lambda k: lambda ci, co, s, a, o: ReLUConvBN(ci, co, k, s, k // 2, a))(_k),
         f"ReLU, {_k}x{_k} conv, BN",
     )
 for _k in (1, 3):
-    register_op(
+    _register(
         f"nor_conv_{_k}x{_k}",
         (lambda k: lambda ci, co, s, a, o: ReLUConvBN(ci, co, k, s, k // 2, a))(_k),
         f"NAS-Bench-201: ReLU, {_k}x{_k} conv, BN",
     )
-register_op(
+_register(
     "factorized_reduce",
     lambda ci, co, s, a, o: FactorizedReduce(ci, co, a) if s == 2 else ReLUConvBN(ci, co, 1, 1, 0, a),
     "ReLU, two offset 1x1 stride-2 convs concatenated, BN",
@@ -206,7 +212,115 @@ def make_op(name: str, C_in: int, C_out: int | None = None, stride: int = 1, aff
     """Build op ``name`` mapping ``C_in`` to ``C_out`` channels (default C_in) at ``stride``."""
     spec = OPS.get(name)
     if spec is None:
-        raise ArchError(f"unknown op {name!r} (known: {', '.join(sorted(OPS))})")
+        raise ArchError(f"unknown op {name!r}: not a built-in op nor one registered with nasforge.register_op (known: {', '.join(sorted(OPS))})")
     if stride not in (1, 2):
         raise ArchError(f"op {name!r}: stride must be 1 or 2, got {stride}")
-    return spec.build(C_in, C_in if C_out is None else C_out, stride, affine, op_set)
+    op = spec.build(C_in, C_in if C_out is None else C_out, stride, affine, op_set)
+    if not spec.builtin and not isinstance(op, nn.Module):
+        raise ConfigError(f"op {name!r}: its builder returned a {type(op).__name__}, not a torch.nn.Module")
+    return op
+
+
+# -- a user's own ops -------------------------------------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: the input of the check run by :func:`register_op`: (batch, channels, height, width)
+_PROBE_SHAPE = (2, 4, 8, 8)
+
+
+def register_op(
+    name: str, builder: Callable[[int, int, int, bool], nn.Module], doc: str = "", *, parametric: bool = True, check: bool = True
+) -> None:
+    """Add a user's own candidate op ``name``, built by ``builder(C_in, C_out, stride, affine)``.
+
+    The module it returns must map ``(N, C_in, H, W)`` to ``(N, C_out, ceil(H/stride),
+    ceil(W/stride))`` for stride 1 and 2 (cells use ``C_in == C_out``), give its BNs
+    ``affine=affine`` (False in the search supernet, True in final networks, as DARTS),
+    and not modify its input in place (the supernet feeds one tensor to every op of a
+    node). The op then works like a built-in: in ``ops`` lists of the cell searches
+    (DARTS, SNAS, ENAS micro), in ``cell`` architectures, final networks, drawings, costs
+    and exports (ONNX when its layers are exportable). In the supernet it runs as the
+    plain module (the fused fast paths are for the built-ins). Registration lives in the
+    Python process: register before loading an architecture that names the op, and in
+    every worker process.
+
+    ``check`` (default) builds the op at 4 channels, strides 1 and 2, and runs it on a
+    ``(2, 4, 8, 8)`` input to check the output shape and that the input is untouched.
+    Raises :class:`~nasforge.errors.ConfigError` for a bad or taken name, a builder that
+    is not callable, or a failed check.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"op name {name!r} must be a letter or '_' followed by letters, digits or '_'")
+    if name in OPS:
+        what = "a built-in op" if OPS[name].builtin else "already registered"
+        raise ConfigError(f"op name {name!r} is {what}: choose another name" + ("" if OPS[name].builtin else " or unregister_op it first"))
+    if not callable(builder):
+        raise ConfigError(f"op {name!r}: the builder must be callable as builder(C_in, C_out, stride, affine), got a {type(builder).__name__}")
+    spec = OpSpec(name, lambda ci, co, s, a, o: builder(ci, co, s, a), doc or "user op", parametric, builtin=False)
+    if check:
+        _check_op(spec)
+    OPS[name] = spec
+
+
+def unregister_op(name: str) -> None:
+    """Remove an op added with :func:`register_op` (built-ins cannot be removed)."""
+    spec = OPS.get(name)
+    if spec is None or spec.builtin:
+        raise ConfigError(f"op {name!r} is {'a built-in op' if spec else 'not registered'}: only ops added with register_op can be removed")
+    del OPS[name]
+
+
+def is_builtin_op(name: str) -> bool:
+    """True for the ops defined here (the fused supernet paths know only these)."""
+    spec = OPS.get(name)
+    return spec is not None and spec.builtin
+
+
+def _check_op(spec: OpSpec) -> None:
+    n, c, h, w = _PROBE_SHAPE
+    for stride in (1, 2):
+        call = f"op {spec.name!r}: builder({c}, {c}, {stride}, False)"
+        x = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(0))
+        x0 = x.clone()
+        try:
+            op = spec.build(c, c, stride, False, "darts")
+            if not isinstance(op, nn.Module):
+                raise ConfigError(f"{call} returned a {type(op).__name__}, not a torch.nn.Module")
+            with torch.no_grad():
+                y = op(x)
+        except ConfigError:
+            raise
+        except Exception as e:  # the user's code: report it in one line
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ConfigError(f"{call} and a forward on a {tuple(x.shape)} input failed ({type(e).__name__}: {msg})") from e
+        want = (n, c, -(-h // stride), -(-w // stride))
+        if not isinstance(y, torch.Tensor) or tuple(y.shape) != want:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ConfigError(f"{call} maps a {tuple(x.shape)} input to {got}, expected {want}")
+        if not torch.equal(x, x0):
+            raise ConfigError(f"op {spec.name!r} modifies its input in place: the supernet shares that tensor with other ops")
+
+
+def check_ops(names: Sequence[str], where: str = "ops") -> tuple[str, ...]:
+    """Validate a candidate list for a cell search: registered names, no duplicates, at least
+    one op other than ``none``. Returns it as a tuple (the α column order)."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise ConfigError(f"{where} must be a list of op names, got {names!r}")
+    if not names:
+        raise ConfigError(f"{where} is empty: give at least one op name")
+    for op in names:
+        if not isinstance(op, str) or op not in OPS:
+            raise ConfigError(
+                f"unknown op {op!r} in {where} (known: {', '.join(sorted(OPS))}; add your own with nasforge.register_op)"
+            )
+    dup = sorted({op for op in names if list(names).count(op) > 1})
+    if dup:
+        raise ConfigError(f"{where} lists {dup[0]!r} more than once")
+    if all(op == "none" for op in names):
+        raise ConfigError(f"{where} needs at least one op other than 'none'")
+    return tuple(names)
+
+
+def parse_ops(text: str) -> list[str]:
+    """``"a,b, c"`` -> ``["a", "b", "c"]`` (the ``--ops`` flag); names are checked by :func:`check_ops`."""
+    return [t.strip() for t in str(text).split(",") if t.strip()]

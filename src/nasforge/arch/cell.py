@@ -81,7 +81,10 @@ class CellGenotype:
                 raise ArchError(f"node {node_id} in '{where}' has no edge")
             for e, (op, inp) in enumerate(node):
                 if allowed_ops is not None and op not in allowed_ops:
-                    raise ArchError(f"unknown op {op!r} at '{where}.nodes[{j}][{e}]'")
+                    raise ArchError(
+                        f"unknown op {op!r} at '{where}.nodes[{j}][{e}]': not a built-in op; "
+                        "if it is your own, register it with nasforge.register_op before loading"
+                    )
                 if not (0 <= inp < node_id):
                     raise ArchError(
                         f"input index {inp} out of range at '{where}.nodes[{j}][{e}]' "

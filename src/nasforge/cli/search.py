@@ -44,7 +44,7 @@ def config_for_args(spec: MethodSpec, dests: dict[str, str], args: argparse.Name
     stray = sorted(given_flags(args, dests) - own)
     if stray:
         flags = ", ".join("--" + s.replace("_", "-") for s in stray)
-        raise ConfigError(f"{flags} do(es) not apply to `search {spec.name} --space {space}`")
+        raise ConfigError(f"{flags} {'does' if len(stray) == 1 else 'do'} not apply to `search {spec.name} --space {space}`")
     for key in ("data", "data_dir"):
         value = getattr(args, key, None)
         if value is not None:

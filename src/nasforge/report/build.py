@@ -176,6 +176,8 @@ def _ops_hint(run: RunData) -> list[str] | None:
     """Operation names for α matrices whose records do not list them: the space's candidates."""
     from nasforge import ops
 
+    if isinstance(run.config.get("ops"), list):  # --ops: the candidates searched
+        return [str(o) for o in run.config["ops"]]
     if run.config.get("space") == "nb201":
         return list(ops.NB201_PRIMITIVES)
     if run.config.get("space") in ("cell", None) and run.method not in ("enas",):

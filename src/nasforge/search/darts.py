@@ -120,6 +120,8 @@ class DartsSearch(SupernetSearch):
         cfg = self.cfg
         probs = {t: F.softmax(a.detach().cpu(), dim=-1) for t, a in self.alphas.items()}
         meta = {"method": f"darts-{'1st' if cfg.order == 1 else '2nd'}", "epoch": self.epoch, "space": cfg.space, "seed": cfg.seed}
+        if cfg.space == "cell":
+            meta["ops"] = list(self.primitives)  # the candidates searched
         if cfg.space == "nb201":
             ops = [self.primitives[int(k)] for k in probs["normal"].argmax(-1)]
             arch = nb201_arch(ops, "darts-nb201", meta)

@@ -222,7 +222,7 @@ class ENAS:
             return nb201_arch(list(best_ops), "ENAS_nb201", {"method": "enas", "space": "nb201", "queries": self.rl.steps,
                                                              "valid_acc": seen[best_ops] * 100.0})
         arch, reward = self.derive()
-        arch.meta = {"method": "enas", "space": self.cfg.space, "data": self.cfg.data, "reward": reward,
+        arch.meta = {**arch.meta, "method": "enas", "space": self.cfg.space, "data": self.cfg.data, "reward": reward,
                      "epochs": self.cfg.epochs, "seed": self.cfg.seed}
         return arch
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nasforge.errors import ConfigError
+from nasforge.ops import check_ops
 
 SPACES = ("macro", "micro", "rnn", "nb201")
 
@@ -30,6 +31,7 @@ class EnasConfig:
     """ENAS search settings; ``None`` = the space's default (see :data:`SPACE_DEFAULTS`)."""
 
     space: str = "macro"
+    ops: list[str] | None = None  # micro space: candidate op names; None = ENAS_MICRO_PRIMITIVES (the paper's 5)
     data: str = "digits"
     data_dir: str | None = None
     limit: int | None = None  # at most this many images per split (quick runs)
@@ -88,6 +90,10 @@ class EnasConfig:
             raise ConfigError(f"train_portion must be in (0, 1), got {self.train_portion}")
         if not 0.0 < self.skip_target < 1.0:
             raise ConfigError(f"skip_target must be in (0, 1), got {self.skip_target}")
+        if self.ops is not None:
+            if self.space != "micro":
+                raise ConfigError(f"--ops is for --space micro; the {self.space} space has its fixed op list")
+            check_ops(self.ops, "--ops")
 
     def resolved(self) -> "EnasConfig":
         base = {"controller_lr": 3.5e-4, "baseline_decay": 0.99}

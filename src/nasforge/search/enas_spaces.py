@@ -17,6 +17,8 @@ validation minibatches and the reward of a child:
 
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Any, Callable, Iterable
 
@@ -97,9 +99,10 @@ class ImageSpace(EnasSpace):
         else:
             from nasforge.spaces.enas_micro import MicroSupernet, decode_micro
 
-            self.net = MicroSupernet(ds.num_classes, ds.channels, C=cfg.channels, normal_layers=cfg.layers, channels_last=device.type == "cpu")
-            self.layout = micro_layout()
-            self._decode = decode_micro
+            kw = {} if cfg.ops is None else {"primitives": tuple(cfg.ops)}
+            self.net = MicroSupernet(ds.num_classes, ds.channels, C=cfg.channels, normal_layers=cfg.layers, channels_last=device.type == "cpu", **kw)
+            self.layout = micro_layout(num_ops=len(self.net.primitives))
+            self._decode = functools.partial(decode_micro, primitives=self.net.primitives)
         self.net.to(device)
         self.w_opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
 

@@ -12,7 +12,9 @@ actual op modules of the supernet at their actual input shapes (one image):
 - ``mac``: memory access cost (ShuffleNet V2's notion): Σ over the op's layers of
   input + output + weight elements; identity counts its input and output (one copy).
 
-``none`` costs 0 in all three, so a resource penalty pushes edges towards ``none``.
+``none`` costs 0 in all three, so a resource penalty pushes edges towards ``none``. A
+user's op (:func:`nasforge.ops.register_op`) is measured the same way; its MAC counts the
+layers above and any module with its own weights, else one read and write (as identity).
 Costs of the shared ReLU are not counted (FlopCounterMode does not count element-wise
 ops; MAC counts it once per state).
 """
@@ -32,6 +34,10 @@ RESOURCES = ("flops", "params", "mac")
 _LEAVES = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.Linear)
 
 
+def _numel(t: object) -> int:
+    return t.numel() if isinstance(t, torch.Tensor) else 0
+
+
 def _op_costs(op: CandidateOp, x: torch.Tensor) -> dict[str, float]:
     if op.name == "none":
         return {"flops": 0.0, "params": 0.0, "mac": 0.0}
@@ -41,13 +47,14 @@ def _op_costs(op: CandidateOp, x: torch.Tensor) -> dict[str, float]:
 
     def hook(m, inp, out):
         w = sum(p.numel() for p in m.parameters(recurse=False))
-        mac[0] += inp[0].numel() + out.numel() + w
+        mac[0] += _numel(inp[0] if inp else None) + _numel(out) + w
         if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
             pool_flops[0] += k * k * out.numel()
 
     for m in op.modules():
-        if isinstance(m, _LEAVES):
+        # layers of the built-ins; for a user's op also any module holding its own weights
+        if isinstance(m, _LEAVES) or any(True for _ in m.parameters(recurse=False)):
             hooks.append(m.register_forward_hook(hook))
     fc = FlopCounterMode(display=False)
     try:

@@ -216,6 +216,8 @@ class SnasSearch(SupernetSearch):
         cfg = self.cfg
         probs = {t: F.softmax(a.detach().cpu(), dim=-1) for t, a in self.alphas.items()}
         meta = {"method": "snas", "epoch": self.epoch, "space": cfg.space, "seed": cfg.seed, "lambda": cfg.lam, "resource": cfg.resource}
+        if cfg.space == "cell":
+            meta["ops"] = list(self.primitives)  # the candidates searched
         if cfg.space == "nb201":
             ops = [self.primitives[int(k)] for k in probs["normal"].argmax(-1)]
             return nb201_arch(ops, "snas-nb201", meta), {"normal": [[int(k)] for k in probs["normal"].argmax(-1)]}, None

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from nasforge.arch import CellArch
 from nasforge.errors import CheckpointError, ConfigError, TrainingError
-from nasforge.ops import DARTS_PRIMITIVES, NB201_PRIMITIVES
+from nasforge.ops import DARTS_PRIMITIVES, NB201_PRIMITIVES, check_ops
 from nasforge.search import resource
 from nasforge.search.ddp import DistContext, init_from_env
 from nasforge.search.nb201_cells import nb201_arch, nb201_ops  # noqa: F401  (used by darts, snas, enas)
@@ -44,6 +44,7 @@ class SupernetConfig:
     """Defaults: DARTS Sec. 3.1.1/A.1.1 and ``cnn/train_search.py`` @f276dd3 unless noted."""
 
     space: str = "cell"  # cell (DARTS CNN cells) | nb201 (NAS-Bench-201 cell)
+    ops: list[str] | None = None  # cell space: candidate op names (α column order); None = DARTS_PRIMITIVES
     data: str = "digits"
     data_dir: str | None = None
     limit: int | None = None  # at most this many images per split (quick runs)
@@ -84,6 +85,10 @@ class SupernetConfig:
             raise ConfigError(f"train_portion must be in (0, 1), got {self.train_portion}")
         if self.input_size is not None and self.input_size < 2:
             raise ConfigError(f"input_size must be >= 2, got {self.input_size}")
+        if self.ops is not None:
+            if self.space != "cell":
+                raise ConfigError(f"--ops is for --space cell; the {self.space} space has its fixed op list")
+            check_ops(self.ops, "--ops")
 
 
 def cosine_lr(cfg: SupernetConfig, epoch: int) -> float:
@@ -155,7 +160,7 @@ class SupernetSearch:
             )
         return CellSupernet(
             self.num_classes, self.in_channels, C=cfg.channels, layers=cfg.layers, nodes=cfg.nodes,
-            primitives=DARTS_PRIMITIVES, op_set=self.op_set, channels_last=cfg.channels_last,
+            primitives=tuple(cfg.ops) if cfg.ops is not None else DARTS_PRIMITIVES, op_set=self.op_set, channels_last=cfg.channels_last,
             checkpoint_cells=cfg.checkpoint_cells,
         )
 

@@ -4,10 +4,11 @@
 A cell has 2 inputs (outputs of the two previous cells) and ``B = 5`` nodes
 (``--child_num_cells=5``); each node picks two inputs among the earlier nodes and one op
 for each from :data:`~nasforge.ops.ENAS_MICRO_PRIMITIVES` (sep conv 3×3 and 5×5, average
-and max pool 3×3, identity), and sums the two results. Nodes that no other node reads
-("loose ends") are concatenated to form the cell output. The controller samples a normal
-and a reduction cell. The search network of ``cifar10_micro_search.sh`` has 6 normal
-cells plus 2 reduction cells (``--child_num_layers=6``) with 20 filters, batch 160.
+and max pool 3×3, identity; or the ``primitives`` given, e.g. ``--ops``), and sums the
+two results. Nodes that no other node reads ("loose ends") are concatenated to form the
+cell output. The controller samples a normal and a reduction cell. The search network
+of ``cifar10_micro_search.sh`` has 6 normal cells plus 2 reduction cells
+(``--child_num_layers=6``) with 20 filters, batch 160.
 
 The supernet holds one op per (edge, op) — shared by every child that uses it — and runs
 only the chosen ops (its sparse ``choice=`` forward). Loose ends are expressed with its
@@ -42,11 +43,15 @@ def cell_concat(nodes: Sequence[Sequence[tuple[str, int]]], inputs: int = NUM_IN
 class MicroSupernet(nn.Module):
     """Shared weights of every micro child: ``forward(x, arch: CellArch) -> logits``."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, C: int = 20, normal_layers: int = 6, nodes: int = 5, **kw):
+    def __init__(
+        self, num_classes: int, in_channels: int = 3, C: int = 20, normal_layers: int = 6, nodes: int = 5,
+        primitives: Sequence[str] = ENAS_MICRO_PRIMITIVES, **kw,
+    ):
         super().__init__()
         layers = normal_layers + 2
         self.nodes = nodes
-        self.net = CellSupernet(num_classes, in_channels, C=C, layers=layers, nodes=nodes, primitives=ENAS_MICRO_PRIMITIVES, inputs=NUM_INPUTS, **kw)
+        self.primitives = tuple(primitives)
+        self.net = CellSupernet(num_classes, in_channels, C=C, layers=layers, nodes=nodes, primitives=self.primitives, inputs=NUM_INPUTS, **kw)
 
     def check(self, arch: CellArch) -> None:
         arch.validate()
@@ -61,9 +66,10 @@ class MicroSupernet(nn.Module):
         return self.net(x, choice=choice, concat=concat)
 
 
-def decode_micro(actions: list, nodes: int = 5) -> CellArch:
+def decode_micro(actions: list, nodes: int = 5, primitives: Sequence[str] = ENAS_MICRO_PRIMITIVES) -> CellArch:
     """Controller actions (normal then reduce; per cell 2 anchors, then per node
-    ``[input_1, input_2, op_1, op_2, anchor]``) to a ``cell`` architecture."""
+    ``[input_1, input_2, op_1, op_2, anchor]``; ops index ``primitives``) to a ``cell``
+    architecture. A candidate list other than the paper's is recorded in ``meta["ops"]``."""
     per_cell = NUM_INPUTS + 5 * nodes
     if len(actions) != 2 * per_cell:
         raise ArchError(f"micro actions for {nodes} nodes must have {2 * per_cell} entries, got {len(actions)}")
@@ -73,6 +79,7 @@ def decode_micro(actions: list, nodes: int = 5) -> CellArch:
         node_list = []
         for j in range(nodes):
             a = acts[5 * j : 5 * j + 5]
-            node_list.append([(ENAS_MICRO_PRIMITIVES[int(a[2])], int(a[0])), (ENAS_MICRO_PRIMITIVES[int(a[3])], int(a[1]))])
+            node_list.append([(primitives[int(a[2])], int(a[0])), (primitives[int(a[3])], int(a[1]))])
         cells.append(CellGenotype(nodes=node_list, concat=cell_concat(node_list)))
-    return CellArch(normal=cells[0], reduce=cells[1], inputs=NUM_INPUTS, name="ENAS_micro_search", op_set="darts")
+    meta = {} if tuple(primitives) == ENAS_MICRO_PRIMITIVES else {"ops": list(primitives)}
+    return CellArch(normal=cells[0], reduce=cells[1], inputs=NUM_INPUTS, name="ENAS_micro_search", op_set="darts", meta=meta)

@@ -23,7 +23,9 @@ DARTS' ``MixedOp``; the work is organised differently to save time and memory on
 - the weighted outputs are accumulated in place.
 
 With ``fused=False`` (or in eval mode, or without autograd) the plain modules run: that
-is the reference, and the only path that supports double backward.
+is the reference, and the only path that supports double backward. Ops registered by the
+user (:func:`nasforge.ops.register_op`) always run as their plain module: nothing is cut
+off them, no pooling BN is added, and their output is never modified in place.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.ops import FactorizedReduce, make_op
+from nasforge.ops import FactorizedReduce, is_builtin_op, make_op
 from nasforge.spaces.fused_ops import BnMix
 from nasforge.spaces.fused_plan import fused_plan, run_plan
 
@@ -127,6 +129,11 @@ class CandidateOp(nn.Module):
         super().__init__()
         self.name = name
         op = make_op(name, C, C, stride, affine=affine, op_set=op_set)
+        #: a user's op: run as built; its output may alias its input (never add to it in place)
+        self.may_alias = not is_builtin_op(name)
+        if self.may_alias:
+            self.body, self.pre_relu, self.tail, self.plan = op, False, None, None
+            return
         if pool_bn and "pool" in name:
             op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
         body, split = split_op(op)
@@ -182,9 +189,10 @@ class MixedOp(nn.Module):
             if owned:
                 out = self.ops[k](inp, None if w is None else w[k], fused, acc=out)
                 continue
-            y = self.ops[k](inp, None if w is None else w[k], fused)
+            op = self.ops[k]
+            y = op(inp, None if w is None else w[k], fused)
             if out is None:
-                out, owned = y, not (y is inp.x or y is inp._relu)
+                out, owned = y, not (y is inp.x or y is inp._relu or (w is None and op.may_alias))
             else:
                 out, owned = out + y, True
         return out, owned
