@@ -47,6 +47,14 @@ from nasforge.report.series import (
     grouped,
     scalar_series,
 )
+from nasforge.report.html import CSS as _CSS
+from nasforge.report.html import LAYOUT_JS as _LAYOUT_JS
+from nasforge.report.html import compact as _compact
+from nasforge.report.html import esc as _esc
+from nasforge.report.html import fmt as _fmt
+from nasforge.report.html import pre as _pre
+from nasforge.report.html import slug as _slug
+from nasforge.report.html import table as _table
 from nasforge.utils.io import atomic_write_text
 
 #: final-network settings used for the cost of derived cells (DARTS evaluation: 20 cells, C = 36)
@@ -85,36 +93,6 @@ class _Page:
             src = html.escape(path.relative_to(self.out).as_posix())
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         sec.parts.append(f'<figure><img id="{html.escape(id)}" class="figure" src="{src}" alt="{html.escape(caption or id)}">{cap}</figure>')
-
-
-def _esc(s: Any) -> str:
-    return html.escape(str(s))
-
-
-def _pre(text: str, cls: str = "") -> str:
-    return f'<pre class="{cls}">{_esc(text)}</pre>'
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-            return f"{v:.3e}"
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _slug(s: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in s.lower()).strip("-") or "x"
 
 
 # ------------------------------------------------------------------------------ sections
@@ -354,44 +332,6 @@ def _summary_section(page: _Page, run: RunData) -> None:
     sec.parts.append("<h3>files</h3>" + _pre("\n".join(run.files)))
     for n in run.notes:
         sec.parts.append(f'<p class="note">{_esc(n)}</p>')
-
-
-def _compact(v: Any) -> str:
-    import json
-
-    s = json.dumps(v, separators=(",", ":"))
-    return s if len(s) < 300 else s[:297] + "..."
-
-
-_CSS = """
-body{font-family:Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222;background:#fff}
-h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
-h3{font-size:15px;margin:18px 0 6px}
-figure{margin:10px 0}img.figure{max-width:100%;height:auto;display:block}
-figcaption{font-size:12px;color:#555}
-pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}
-table{border-collapse:collapse;font-size:12px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
-th{background:#f0f0f0}.note{color:#8a5a00;font-size:13px}.status{font-size:14px}
-nav a{margin-right:12px;font-size:13px}
-"""
-
-_LAYOUT_JS = """
-window.addEventListener('load', function () {
-  var out = {width: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight, images: [], sections: []};
-  document.querySelectorAll('img.figure').forEach(function (im) {
-    var r = im.getBoundingClientRect();
-    out.images.push({id: im.id, x: r.left + window.scrollX, y: r.top + window.scrollY, w: r.width, h: r.height,
-                     loaded: im.complete && im.naturalWidth > 0});
-  });
-  document.querySelectorAll('section').forEach(function (s) {
-    var r = s.getBoundingClientRect();
-    out.sections.push({id: s.id, y: r.top + window.scrollY, h: r.height});
-  });
-  var el = document.createElement('script');
-  el.type = 'application/json'; el.id = 'nasforge-layout'; el.textContent = JSON.stringify(out);
-  document.body.appendChild(el);
-});
-"""
 
 
 def _render(page: _Page, run: RunData, refresh: int | None) -> str:
