@@ -6,7 +6,8 @@ import argparse
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
-    p.add_argument("--data", default=default, help="dataset: digits (built in), fashion-mnist, cifar10, ptb, or a word corpus folder")
+    p.add_argument("--data", default=default, help="dataset: digits (built in), fashion-mnist, cifar10, ptb, a word corpus folder, "
+                   "or your own images: a folder with one sub-folder per class, or an .npz file (x_train, y_train)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: $NASFORGE_DATA/<dataset>)")
 
 

@@ -36,6 +36,7 @@ class EnasConfig:
     data: str = "digits"
     data_dir: str | None = None
     limit: int | None = None  # at most this many images per split (quick runs)
+    input_size: int | None = None  # resize images to this side when loading (bilinear); None = as stored
     epochs: int | None = None
     batch_size: int | None = None
     layers: int | None = None  # macro: layers (12); micro: normal cells (6, + 2 reduction); rnn: nodes (12)
@@ -89,6 +90,8 @@ class EnasConfig:
                 raise ConfigError(f"config key {name!r} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.train_portion < 1.0:
             raise ConfigError(f"train_portion must be in (0, 1), got {self.train_portion}")
+        if self.input_size is not None and self.input_size < 2:
+            raise ConfigError(f"input_size must be >= 2, got {self.input_size}")
         if not 0.0 < self.skip_target < 1.0:
             raise ConfigError(f"skip_target must be in (0, 1), got {self.skip_target}")
 
@@ -113,7 +116,7 @@ def cosine_restart_lr(epoch: int, lr_max: float, lr_min: float, t0: int, tmul: i
 
 _FLAGS = {
     "space": "space", "data_dir": "data_dir", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed",
-    "device": "device", "deterministic": "deterministic", "limit": "limit", "layers": "layers", "channels": "channels",
+    "device": "device", "deterministic": "deterministic", "limit": "limit", "input_size": "input_size", "layers": "layers", "channels": "channels",
     "lr": "lr", "controller_lr": "controller_lr", "controller_steps": "controller_steps",
     "controller_aggregate": "controller_aggregate", "derive_samples": "derive_samples", "max_steps": "max_steps",
     "trials": "trials", "nb201_table": "nb201_table", "bptt": "bptt", "train_portion": "train_portion",
@@ -126,6 +129,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=int, default=None, help="macro: layers (12); micro: normal cells (6); rnn: nodes (12)")
     p.add_argument("--channels", type=int, default=None, help="macro 36 / micro 20 filters; rnn hidden size (200)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many images per split (quick runs)")
+    p.add_argument("--input-size", type=int, default=None, help="resize images to this side (default: as stored)")
     p.add_argument("--train-portion", type=float, default=None, help="share of the training images for the shared weights (0.9)")
     p.add_argument("--lr", type=float, default=None, help="shared-weight lr (CNN 0.05 cosine restarts; RNN 20)")
     p.add_argument("--controller-lr", type=float, default=None, help="controller Adam lr (3.5e-4; nb201 1e-2)")
