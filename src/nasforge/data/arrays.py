@@ -148,6 +148,7 @@ def from_arrays(
         raise DataError(f"{pre}{kty if x_test is None else ktx} is given without {missing}; give both test arrays or neither")
     xtr, s_tr = images_nchw(x_train, pre + kx)
     ytr = labels(y_train, pre + ky, len(xtr))
+    xte = yte = None
     if x_test is not None:
         xte, s_te = images_nchw(x_test, pre + ktx)
         yte = labels(y_test, pre + kty, len(xte))
@@ -156,6 +157,20 @@ def from_arrays(
                 f"{pre}{ktx} images are {'x'.join(map(str, xte.shape[1:]))} (CxHxW) but {kx} images are "
                 f"{'x'.join(map(str, xtr.shape[1:]))}"
             )
+    names = [str(c) for c in class_names] if class_names is not None else None
+    if names is not None and len(set(names)) != len(names):
+        raise DataError(f"{pre}class names repeat: {names}")
+    if num_classes is None:
+        num_classes = len(names) if names is not None else max(int(ytr.max()) + 1, 0)
+    elif names is not None and len(names) != num_classes:
+        raise DataError(f"{pre}{len(names)} class names for {num_classes} classes")
+    given = f" ({len(names)} class names)" if names is not None else ""
+    check_range(ytr, num_classes, pre + ky, given)
+    if yte is not None:
+        check_range(yte, num_classes, pre + kty, given or f" ({ky} has classes 0..{num_classes - 1})")
+    if num_classes < 2:
+        raise DataError(f"{pre}{ky} has only {num_classes} class; classification needs at least 2")
+    if x_test is not None:
         xtr, xte, scale = _same_scale(xtr, s_tr, xte, s_te)
     else:
         if not 0.0 < test_fraction < 1.0:
@@ -164,18 +179,6 @@ def from_arrays(
         if len(held) == 0 or len(keep) == 0:
             raise DataError(f"{pre}{len(ytr)} images are too few to hold out a test split of {test_fraction:g}; give test images too")
         xtr, ytr, xte, yte, scale = xtr[keep], ytr[keep], xtr[held], ytr[held], s_tr
-    names = [str(c) for c in class_names] if class_names is not None else None
-    if names is not None and len(set(names)) != len(names):
-        raise DataError(f"{pre}class names repeat: {names}")
-    if num_classes is None:
-        num_classes = len(names) if names is not None else int(ytr.max()) + 1 if len(ytr) else 0
-    elif names is not None and len(names) != num_classes:
-        raise DataError(f"{pre}{len(names)} class names for {num_classes} classes")
-    hint = "" if names is not None else f" ({ky} has classes 0..{num_classes - 1})"
-    check_range(ytr, num_classes, pre + ky, "" if names is None else f" ({len(names)} class names)")
-    check_range(yte, num_classes, pre + kty, hint if names is None else f" ({len(names)} class names)")
-    if num_classes < 2:
-        raise DataError(f"{pre}{ky} has only {num_classes} class; classification needs at least 2")
     if limit is not None:
         xtr, ytr, xte, yte = xtr[:limit], ytr[:limit], xte[:limit], yte[:limit]
     return RawImages(xtr, ytr, xte, yte, names or [str(i) for i in range(num_classes)], scale)
