@@ -276,3 +276,14 @@ def test_builtin_input_size_resizes(monkeypatch):
     assert ds.size == 16 and ds.train.x.shape == (10, 1, 16, 16)
     with pytest.raises(DataError):
         load_image_dataset("digits", input_size=0)
+
+
+def test_dataset_name_for_configs(tmp_path, monkeypatch):
+    from nasforge.data import dataset_name
+
+    make_folder(tmp_path / "f", per_class=3)
+    monkeypatch.chdir(tmp_path)
+    assert dataset_name("digits") == "digits" and dataset_name("ptb") == "ptb"
+    assert dataset_name("f") == str((tmp_path / "f").resolve())
+    name = dataset_name((np.zeros((10, 4, 4), np.uint8), np.arange(10) % 2))
+    assert name.startswith("memory:") and load_image_dataset(name).num_classes == 2

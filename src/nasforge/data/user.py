@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -33,11 +34,12 @@ import torch
 
 from nasforge.data.arrays import TEST_FRACTION, RawImages, channel_stats, from_arrays, images_nchw, labels, to_numpy
 from nasforge.data.folder import GRAY_MODES
-from nasforge.data.images import MEMORY_PREFIX, ImageDataset, _labels, _normalise, finish, load_image_dataset, resize_images
+from nasforge.data.images import ALIASES, IMAGE_DATASETS, MEMORY_PREFIX, ImageDataset, _labels, _normalise, finish, load_image_dataset, resize_images
 from nasforge.data.tensors import TensorPair
 from nasforge.errors import DataError
 
 _REGISTRY: dict[str, ImageDataset] = {}
+IMAGE_NAMES = set(IMAGE_DATASETS) | set(ALIASES)
 _COUNTER = itertools.count(1)
 
 
@@ -48,6 +50,19 @@ def register_dataset(data: Any, **kwargs: Any) -> str:
     name = f"{MEMORY_PREFIX}{next(_COUNTER)}"
     _REGISTRY[name] = ds
     return name
+
+
+def dataset_name(data: Any, **kwargs: Any) -> str:
+    """A string for a config's ``data`` key: a built-in name as it is, an existing path made
+    absolute (so a run's ``config.yaml`` works from any directory), anything else (arrays,
+    a ``Dataset``, an :class:`ImageDataset`) registered with :func:`register_dataset`."""
+    if isinstance(data, (str, os.PathLike)) and not kwargs:
+        text = os.fspath(data)
+        p = Path(os.path.expanduser(text))
+        if text.lower() not in IMAGE_NAMES and not text.startswith(MEMORY_PREFIX) and p.exists():
+            return str(p.resolve())
+        return text
+    return register_dataset(data, **kwargs)
 
 
 def unregister_dataset(name: str) -> None:
