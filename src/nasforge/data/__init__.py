@@ -8,9 +8,9 @@ from nasforge.data.augment import Augment, cutout, random_crop, random_flip
 from nasforge.data.download import OFFICIAL_MD5, OFFICIAL_URL, download_cifar10
 from nasforge.data.images import IMAGE_DATASETS, ImageDataset, load_image_dataset
 from nasforge.data.paths import ENV_VAR, user_data_root
-from nasforge.data.user import as_dataset, dataset_name, register_dataset, registered_datasets, unregister_dataset
 from nasforge.data.tensors import BatchLoader, TensorPair, split
 from nasforge.data.text import Corpus, Dictionary, batchify, get_batch, load_corpus
+from nasforge.data.user import as_dataset, dataset_name, register_dataset, registered_datasets, unregister_dataset
 
 __all__ = [
     "Augment",
