@@ -12,9 +12,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "search": "nasforge.api",
+    "search": "",  # the package nasforge.search, callable: nasforge.api.search
     "build": "nasforge.api",
-    "train": "nasforge.api",
+    "train": "",  # the package nasforge.train, callable: nasforge.api.train
     "load_arch": "nasforge.arch",
     "save_arch": "nasforge.arch",
     "register_op": "nasforge.ops",
@@ -28,7 +28,7 @@ def __getattr__(name: str) -> Any:
 
     if name not in _API:
         raise AttributeError(f"module 'nasforge' has no attribute {name!r}")
-    if _API[name] is None:
+    if not _API[name]:
         return importlib.import_module(f"nasforge.{name}")
     return getattr(importlib.import_module(_API[name]), name)
 

@@ -23,15 +23,11 @@ from nasforge.search.registry import MethodSpec, SearchResult, get_method, resol
 
 
 def data_ref(data: Any) -> str:
-    """A config's ``data`` value for ``data``: a name or path as is, Python objects registered in memory."""
-    if isinstance(data, (str, os.PathLike)):
-        text = os.fspath(data)
-        return os.path.abspath(text) if os.path.exists(text) else text
-    from nasforge import data as nfdata
+    """A config's ``data`` value for ``data``: a built-in name as is, a path made absolute,
+    Python objects (arrays, tensors, a ``Dataset``) registered in memory as ``memory:N``."""
+    from nasforge.data import dataset_name
 
-    if not hasattr(nfdata, "register_dataset"):
-        raise ConfigError("in-memory data sets are not available in this build: pass a data-set name or path")
-    return nfdata.register_dataset(nfdata.as_dataset(data))
+    return dataset_name(data)
 
 
 def run_config(spec: MethodSpec, cfg: Any, out: str | Path | None, *, resume: bool = False, overwrite: bool = False, progress: bool = False) -> SearchResult:

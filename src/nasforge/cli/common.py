@@ -32,10 +32,8 @@ def show_library_logs(verbosity: int = 0) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str | None = "digits") -> None:
-    p.add_argument(
-        "--data", default=default,
-        help="data: digits (built in), fashion-mnist, cifar10, ptb, a word-corpus folder, an image folder (one sub-folder per class) or an .npz file",
-    )
+    p.add_argument("--data", default=default, help="dataset: digits (built in), fashion-mnist, cifar10, ptb, a word corpus folder, "
+                   "or your own images: a folder with one sub-folder per class, or an .npz file (x_train, y_train)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: $NASFORGE_DATA/<dataset>)")
 
 

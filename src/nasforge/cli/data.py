@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_download)
 
     i = acts.add_parser("info", help="print splits, shapes and classes of a data set")
-    i.add_argument("name", help="digits, fashion-mnist, cifar10, ptb, or a word corpus folder")
+    i.add_argument("name", help="digits, fashion-mnist, cifar10, ptb, a word corpus folder, an image folder or an .npz file")
     i.add_argument("--data-dir", default=None, help="folder holding the files (default: $NASFORGE_DATA/<dataset>)")
     i.set_defaults(func=run_info)
 
@@ -52,9 +52,14 @@ def run_download(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     from nasforge.data.images import ALIASES, IMAGE_DATASETS, load_image_dataset
 
+    from pathlib import Path
+
+    from nasforge.data.folder import is_image_folder
+
     key = ALIASES.get(args.name.lower(), args.name.lower())
-    if key in IMAGE_DATASETS:
-        ds = load_image_dataset(key, args.data_dir)
+    own = Path(args.name).suffix.lower() == ".npz" or (Path(args.name).is_dir() and is_image_folder(Path(args.name)))
+    if key in IMAGE_DATASETS or own:
+        ds = load_image_dataset(args.name if own else key, args.data_dir)
         print(ds.summary())
         print(f"files: {ds.data_dir or '(embedded in scikit-learn)'}")
         print(f"normalisation: mean {_fmt(ds.mean)}, std {_fmt(ds.std)}")

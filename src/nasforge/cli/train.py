@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, default=None, help="cells in the network (paper: 20)")
     p.add_argument("--channels", type=int, default=None, help="initial channels C (paper: 36); for a recurrent cell the embedding/hidden size (paper: 850)")
     p.add_argument("--lr", type=float, default=None, help="initial learning rate (paper: 0.025 CNN, 20 LM)")
+    p.add_argument("--input-size", type=int, default=None, help="image networks: resize images to this side (default: as stored)")
     p.set_defaults(func=run)
 
 
@@ -47,12 +48,12 @@ def _flags(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         "lr": args.lr,
     }
     if kind != "recurrent":
-        flags.update(layers=args.layers, channels=args.channels)
+        flags.update(layers=args.layers, channels=args.channels, input_size=args.input_size)
     else:
         if args.layers is not None:
             raise ConfigError("--layers applies to cell networks; a recurrent cell has one layer")
         flags.update(emsize=args.channels, nhid=args.channels)
-    if flags["data"] is not None and Path(flags["data"]).is_dir():
+    if flags["data"] is not None and Path(flags["data"]).exists():  # a folder or an .npz file
         flags["data"] = os.path.abspath(flags["data"])
     return {k: v for k, v in flags.items() if v is not None}
 

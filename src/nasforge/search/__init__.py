@@ -13,3 +13,7 @@ from __future__ import annotations
 from nasforge.search.registry import MethodSpec, SearchResult, get_method, methods, register_method, resolve_method_config
 
 __all__ = ["MethodSpec", "SearchResult", "get_method", "methods", "register_method", "resolve_method_config"]
+
+from nasforge.utils.callable_module import make_callable  # noqa: E402
+
+make_callable(__name__, "nasforge.api:search")  # nasforge.search("darts", ...) is the API call

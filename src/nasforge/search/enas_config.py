@@ -35,6 +35,7 @@ class EnasConfig:
     data: str = "digits"
     data_dir: str | None = None
     limit: int | None = None  # at most this many images per split (quick runs)
+    input_size: int | None = None  # resize images to this side when loading (bilinear); None = as stored
     epochs: int | None = None
     batch_size: int | None = None
     layers: int | None = None  # macro: layers (12); micro: normal cells (6, + 2 reduction); rnn: nodes (12)
@@ -88,6 +89,8 @@ class EnasConfig:
                 raise ConfigError(f"config key {name!r} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.train_portion < 1.0:
             raise ConfigError(f"train_portion must be in (0, 1), got {self.train_portion}")
+        if self.input_size is not None and self.input_size < 2:
+            raise ConfigError(f"input_size must be >= 2, got {self.input_size}")
         if not 0.0 < self.skip_target < 1.0:
             raise ConfigError(f"skip_target must be in (0, 1), got {self.skip_target}")
         if self.ops is not None:

@@ -86,7 +86,7 @@ class ImageSpace(EnasSpace):
         super().__init__(cfg, device, gen)
         from nasforge.data import load_image_dataset, split
 
-        ds = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, limit=cfg.limit)
+        ds = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, limit=cfg.limit, input_size=cfg.input_size)
         self.train_pair, self.valid_pair = split(ds.train, 1.0 - cfg.train_portion, seed=cfg.seed)
         if len(self.train_pair) == 0 or len(self.valid_pair) == 0:
             raise ConfigError(f"data set {cfg.data!r} is too small to split with train_portion={cfg.train_portion}")

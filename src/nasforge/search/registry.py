@@ -171,7 +171,13 @@ def resolve_method_config(
     names = {f.name for f in dataclasses.fields(variant.config)}
     for key in given:
         if key not in names:
-            raise ConfigError(f"setting {key!r} does not apply to search {spec.name} --space {space} ({variant.config.__name__})")
+            if any(key in {f.name for f in dataclasses.fields(v.config)} for v in spec.variants):
+                raise ConfigError(f"setting {key!r} does not apply to search {spec.name} --space {space} ({variant.config.__name__})")
+            import difflib
+
+            close = difflib.get_close_matches(str(key), sorted(names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown config key {key!r} for search {spec.name} --space {space}{hint}")
     merged = {**variant.space_defaults.get(str(space), {}), **data, **given}
     if "space" in names:
         merged["space"] = space

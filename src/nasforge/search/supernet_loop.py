@@ -141,7 +141,7 @@ class SupernetSearch:
         from nasforge.data import Augment, load_image_dataset, split
 
         cfg = self.cfg
-        ds = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, limit=cfg.limit)
+        ds = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, limit=cfg.limit, input_size=cfg.input_size)
         self.num_classes = ds.num_classes
         self.in_channels = ds.channels
         self.train_pair, self.heldout_pair = split(ds.train, 1.0 - cfg.train_portion, seed=cfg.seed)

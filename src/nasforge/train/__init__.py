@@ -53,3 +53,7 @@ __all__ = [
     "train_cnn",
     "train_lm",
 ]
+
+from nasforge.utils.callable_module import make_callable  # noqa: E402
+
+make_callable(__name__, "nasforge.api:train")  # nasforge.train(arch, ...) is the API call

@@ -225,7 +225,7 @@ def train_cnn(
                 resume=resume, overwrite=overwrite)
     with rd, run_settings(cfg.deterministic, cfg.threads):
         if data is None:
-            data = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, valid_fraction=cfg.valid_fraction, limit=cfg.limit)
+            data = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, valid_fraction=cfg.valid_fraction, limit=cfg.limit, input_size=cfg.input_size)
         cfg = dataclasses.replace(cfg.for_dataset(data.name), data=data.name)
         rd.set_config(dataclasses.asdict(cfg))
         amp = amp_enabled(cfg.amp, device)

@@ -86,6 +86,7 @@ class TrainConfig:
     cutout: int | None = None
     valid_fraction: float = 0.0  # > 0: hold out this share of train as a validation split
     limit: int | None = None  # cap on the images of each split (quick runs)
+    input_size: int | None = None  # resize images to this side when loading (bilinear); None = as stored
     seed: int = 0
     deterministic: bool = False
     amp: bool = True  # mixed precision (autocast + GradScaler); only on CUDA
@@ -112,6 +113,7 @@ class TrainConfig:
         _check(self.cutout is None or self.cutout >= 0, "config key 'cutout' must be >= 0")
         _check(0 <= self.valid_fraction < 1, f"config key 'valid_fraction' must be in [0, 1), got {self.valid_fraction}")
         _check(self.limit is None or self.limit >= 1, "config key 'limit' must be >= 1")
+        _check(self.input_size is None or self.input_size >= 2, f"config key 'input_size' must be >= 2, got {self.input_size}")
         _check(self.eval_every >= 1, f"config key 'eval_every' must be >= 1, got {self.eval_every}")
         _check(self.threads is None or self.threads >= 1, f"config key 'threads' must be >= 1, got {self.threads}")
 

@@ -53,7 +53,7 @@ def evaluate_checkpoint(
         cfg = config_from_checkpoint(TrainConfig, ckpt, path)
         info = ckpt.get("data") or {}
         name = data or info.get("name") or cfg.data
-        ds = load_image_dataset(name, data_dir, seed=cfg.seed, valid_fraction=cfg.valid_fraction if split == "valid" else 0.0, limit=cfg.limit)
+        ds = load_image_dataset(name, data_dir, seed=cfg.seed, valid_fraction=cfg.valid_fraction if split == "valid" else 0.0, limit=cfg.limit, input_size=cfg.input_size)
         expected = (info.get("channels"), info.get("num_classes"))
         if expected != (None, None) and expected != (ds.channels, ds.num_classes):
             raise DataError(
