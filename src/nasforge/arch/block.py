@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from nasforge.arch.base import ARCH_VERSION, expect_type, register_kind
+from nasforge.arch.base import ARCH_VERSION, check_limit, expect_type, register_kind
 from nasforge.errors import ArchError
 
 #: NSC type name -> the paper's type code (Table 1)
@@ -158,6 +158,7 @@ class BlockArch:
     def validate(self) -> None:
         if not self.rows:
             raise ArchError("field 'rows' is empty: a block needs at least one layer")
+        check_limit("nsc_rows", len(self.rows), "field 'rows'")
         for pos, r in enumerate(self.rows, start=1):
             row = r if isinstance(r, NSCRow) else NSCRow(*r)
             check_row(row, pos)
