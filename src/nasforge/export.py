@@ -25,6 +25,18 @@ Every export is checked by reloading the file (TorchScript: ``torch.jit.load``; 
 ``onnxruntime`` on CPU, or only ``onnx.checker`` when onnxruntime is not installed) and
 comparing its outputs with the PyTorch model's on real test images and on a batch of
 another size (``atol`` 1e-5 by default); a mismatch raises :class:`ExportError`.
+
+Trust (what ``nasforge eval FILE`` will load): loading TorchScript (``torch.jit.load``)
+deserialises code and pickled data from the file, so it must only be done with files one
+trusts. Every export therefore writes a side-car ``FILE.nasforge.json`` holding the
+file's SHA-256 and size, and :func:`load_exported` loads a TorchScript file only when
+that side-car sits beside it and matches the file's bytes; any other TorchScript file
+(one from elsewhere, or one changed after export) is refused with one line saying why,
+before ``torch.jit.load`` runs. The side-car is a checksum, not a signature: it tells
+"this is the file ``nasforge export`` wrote here, unchanged", not who wrote it; anyone
+able to write both files can make ``eval`` load theirs. So evaluate only exported files
+from your own runs or from a source you trust. ONNX files run in onnxruntime (no Python
+code); their side-car is checked when present.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.errors import CheckpointError, NasforgeError
+from nasforge.utils.sidecar import sidecar_path, sidecar_problem, write_sidecar
 
 FORMATS = ("torchscript", "onnx")
 META_KEY = "nasforge"  # ONNX metadata_props key
@@ -174,6 +187,7 @@ def export_model(model: nn.Module, meta: dict, fmt: str, out: str | Path, *, ops
             else:
                 _export_onnx(net, batches[0], tmp, text, opset)
         tmp.replace(out)
+        write_sidecar(out, fmt)
     except NasforgeError:
         raise
     except Exception as e:  # torch raises many kinds for untraceable models
@@ -242,6 +256,15 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, **kw: A
     return export_model(model, meta, fmt, out, **kw)
 
 
+def verify_sidecar(path: str | Path, *, required: bool) -> None:
+    """Raise :class:`ExportError` unless ``FILE.nasforge.json`` matches ``FILE``'s bytes
+    (a missing side-car is accepted when not ``required``); see the module docstring."""
+    problem = sidecar_problem(path, required=required)
+    if problem:
+        why = "TorchScript runs code from the file when loaded, so nasforge loads only files written by nasforge export"
+        raise ExportError(f"refusing to load {path}: {problem} ({why})")
+
+
 # ---------------------------------------------------------------------------- reading back
 @dataclass
 class ExportedModel:
@@ -268,10 +291,13 @@ def exported_format(path: str | Path) -> str | None:
     if head[:2] == b"PK":
         try:
             with zipfile.ZipFile(path) as z:
-                if any(n.endswith(f"extra/{EXTRA_FILE}") for n in z.namelist()):
-                    return "torchscript"
-        except zipfile.BadZipFile:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
             return None
+        # ours (extra/nasforge.json) or any TorchScript archive (code/, constants.pkl):
+        # load_exported then demands the side-car, so a foreign one is refused, not loaded
+        if any(n.endswith(f"extra/{EXTRA_FILE}") or "/code/" in n or n.endswith("/constants.pkl") for n in names):
+            return "torchscript"
         return None
     if path.suffix.lower() == ".onnx":
         return "onnx"
@@ -289,6 +315,7 @@ def load_exported(path: str | Path) -> ExportedModel:
     fmt = exported_format(path)
     if fmt is None:
         raise ExportError(f"{path} is not a model exported by nasforge (TorchScript with {EXTRA_FILE}, or .onnx)")
+    verify_sidecar(path, required=fmt == "torchscript")  # before torch.jit.load: see the module docstring
     if fmt == "torchscript":
         extra = {EXTRA_FILE: ""}
         try:
@@ -378,4 +405,5 @@ def evaluate_exported(path: str | Path, data: str | None = None, data_dir: str |
 __all__ = [
     "DEFAULT_ATOL", "FORMATS", "ExportError", "ExportResult", "ExportedModel", "LogitsOnly", "check_export", "evaluate_exported",
     "export_checkpoint", "export_model", "exported_format", "is_exported", "load_exported", "load_trained_cnn",
+    "sidecar_path", "verify_sidecar", "write_sidecar",
 ]

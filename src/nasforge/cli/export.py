@@ -18,7 +18,13 @@ SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a trained network to TorchScript or ONNX (checked against PyTorch)")
+    p = sub.add_parser(
+        "export",
+        help="export a trained network to TorchScript or ONNX (checked against PyTorch)",
+        description="Export the logits of a trained cell network. Beside the file it writes FILE.nasforge.json "
+        "(SHA-256 and size): `nasforge eval` loads a TorchScript file only with a matching side-car, so keep the two "
+        "files together when copying an export.",
+    )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt of a `nasforge train` run (or its run directory)")
     p.add_argument("--format", choices=("torchscript", "onnx"), required=True)
     p.add_argument("--out", default=None, help="output file (default: model.torchscript.pt / model.onnx beside the checkpoint)")
