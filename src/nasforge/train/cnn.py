@@ -30,6 +30,7 @@ from nasforge.arch import save_arch
 from nasforge.config import write_config
 from nasforge.data import Augment, BatchLoader, ImageDataset, TensorPair, load_image_dataset
 from nasforge.errors import ArchError, ConfigError
+from nasforge.memory import check_training_memory, memory_check_disabled
 from nasforge.nets import build_network
 from nasforge.train.common import (
     CHECKPOINT,
@@ -229,6 +230,9 @@ def train_cnn(
             data = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, valid_fraction=cfg.valid_fraction, limit=cfg.limit)
         cfg = dataclasses.replace(cfg.for_dataset(data.name), data=data.name)
         amp = amp_enabled(cfg.amp, device)
+        if cfg.memory_check and not memory_check_disabled():  # before the network is built or anything written
+            shape = (data.channels, data.size, data.size)
+            check_training_memory(lambda: build_cnn(arch, cfg, num_classes=data.num_classes, channels=data.channels, size=data.size), shape, cfg.batch_size, device)
 
         seed_everything(cfg.seed)
         model = build_cnn(arch, cfg, num_classes=data.num_classes, channels=data.channels, size=data.size).to(device)

@@ -92,6 +92,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None  # CPU threads for torch (None = torch's default, one per core)
     eval_every: int = 1  # evaluate valid/test every N epochs (and always after the last)
+    memory_check: bool = True  # estimate the peak memory before building the network; stop if above what is available (nasforge.memory)
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"config key 'epochs' must be >= 1, got {self.epochs}")
