@@ -294,9 +294,9 @@ def exported_format(path: str | Path) -> str | None:
                 names = z.namelist()
         except (zipfile.BadZipFile, OSError, ValueError):
             return None
-        # ours (extra/nasforge.json) or any TorchScript archive (code/, constants.pkl):
-        # load_exported then demands the side-car, so a foreign one is refused, not loaded
-        if any(n.endswith(f"extra/{EXTRA_FILE}") or "/code/" in n or n.endswith("/constants.pkl") for n in names):
+        # ours carry extra/nasforge.json (load_exported then also demands the side-car); any
+        # other zip is read as a checkpoint, with torch.load(weights_only=True)
+        if any(n.endswith(f"extra/{EXTRA_FILE}") for n in names):
             return "torchscript"
         return None
     if path.suffix.lower() == ".onnx":

@@ -132,6 +132,7 @@ class BlockArch:
         if "rows" not in d:
             raise ArchError("missing field 'rows'")
         raw = expect_type(d["rows"], list, "rows")
+        check_limit("nsc_rows", len(raw), "field 'rows'")  # before parsing
         rows = []
         for i, r in enumerate(raw):
             f = f"rows[{i}]"

@@ -45,6 +45,7 @@ class CellGenotype:
         if "nodes" not in d:
             raise ArchError(f"missing field '{where}.nodes'")
         nodes_raw = expect_type(d["nodes"], list, f"{where}.nodes")
+        check_limit("cell_nodes", len(nodes_raw), f"field '{where}.nodes'")  # before parsing a huge file
         nodes = []
         for j, node in enumerate(nodes_raw):
             expect_type(node, list, f"{where}.nodes[{j}]")

@@ -69,7 +69,8 @@ class MacroArch:
         if "layers" not in d:
             raise ArchError("missing field 'layers'")
         layers = []
-        for i, raw in enumerate(expect_type(d["layers"], list, "layers")):
+        check_limit("macro_layers", len(expect_type(d["layers"], list, "layers")), "field 'layers'")  # before parsing
+        for i, raw in enumerate(d["layers"]):
             expect_type(raw, dict, f"layers[{i}]")
             bad = set(raw) - {"op", "skips"}
             if bad:

@@ -50,7 +50,8 @@ class RecurrentArch:
         if "nodes" not in d:
             raise ArchError("missing field 'nodes'")
         nodes = []
-        for k, n in enumerate(expect_type(d["nodes"], list, "nodes")):
+        check_limit("recurrent_nodes", len(expect_type(d["nodes"], list, "nodes")), "field 'nodes'")  # before parsing
+        for k, n in enumerate(d["nodes"]):
             if not isinstance(n, (list, tuple)) or len(n) != 2:
                 raise ArchError(f"field 'nodes[{k}]' must be a pair [activation, input], got {n!r}")
             nodes.append((expect_type(n[0], str, f"nodes[{k}][0]"), expect_type(n[1], int, f"nodes[{k}][1]")))
