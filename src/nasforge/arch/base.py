@@ -89,7 +89,7 @@ def arch_from_dict(d: Any, where: str = "architecture") -> Any:
     kind = d.get("kind")
     if kind is None:
         raise ArchError(f"{where}: missing field 'kind' (one of {kinds()})")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise ArchError(f"{where}: wrong kind {kind!r} (expected one of {kinds()})")
     version = d.get("version")
     if version is None:
