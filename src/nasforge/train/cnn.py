@@ -232,7 +232,8 @@ def train_cnn(
         amp = amp_enabled(cfg.amp, device)
         if cfg.memory_check and not memory_check_disabled():  # before the network is built or anything written
             shape = (data.channels, data.size, data.size)
-            check_training_memory(lambda: build_cnn(arch, cfg, num_classes=data.num_classes, channels=data.channels, size=data.size), shape, cfg.batch_size, device)
+            batch = max(1, min(cfg.batch_size, len(data.train)))  # a batch holds at most the whole split
+            check_training_memory(lambda: build_cnn(arch, cfg, num_classes=data.num_classes, channels=data.channels, size=data.size), shape, batch, device)
 
         seed_everything(cfg.seed)
         model = build_cnn(arch, cfg, num_classes=data.num_classes, channels=data.channels, size=data.size).to(device)
