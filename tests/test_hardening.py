@@ -353,3 +353,19 @@ def test_full_disk_during_training_stops_with_one_line(tmp_path: Path, capsys, m
 
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_memory_check_covers_language_models(tmp_path: Path, monkeypatch) -> None:
+    import nasforge.memory as memory
+    from nasforge.train.config import LMConfig
+    from nasforge.train.lm import train_lm
+
+    monkeypatch.delenv("NASFORGE_NO_MEMORY_CHECK", raising=False)
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 10 * 2**20)
+    (tmp_path / "c").mkdir()
+    for split in ("train", "valid", "test"):
+        (tmp_path / "c" / f"{split}.txt").write_text("a b c d e f g\n" * 20)
+    cfg = LMConfig(data=str(tmp_path / "c"), epochs=1, emsize=8, nhid=8, batch_size=4, bptt=5)
+    with pytest.raises(ConfigError, match="needs an estimated .* but only 10 MB is available"):
+        train_lm(load_arch("DARTS_RNN_V2"), cfg, tmp_path / "run", show_progress=False, log=None)
+    assert not (tmp_path / "run").exists()

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=int, default=None, help="initial channels C (paper: 36); for a recurrent cell the embedding/hidden size (paper: 850)")
     p.add_argument("--lr", type=float, default=None, help="initial learning rate (paper: 0.025 CNN, 20 LM)")
     p.add_argument("--no-memory-check", dest="memory_check", action="store_false", default=None,
-                   help="image networks: skip the peak-memory estimate that stops a run too large for the available memory")
+                   help="skip the peak-memory estimate that stops a run too large for the available memory (config memory_check: false)")
     p.set_defaults(func=run)
 
 
@@ -48,8 +48,9 @@ def _flags(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         "deterministic": args.deterministic,
         "lr": args.lr,
     }
+    flags["memory_check"] = getattr(args, "memory_check", None)
     if kind != "recurrent":
-        flags.update(layers=args.layers, channels=args.channels, memory_check=getattr(args, "memory_check", None))
+        flags.update(layers=args.layers, channels=args.channels)
     else:
         if args.layers is not None:
             raise ConfigError("--layers applies to cell networks; a recurrent cell has one layer")

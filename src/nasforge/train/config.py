@@ -157,6 +157,7 @@ class LMConfig:
     amp: bool = False  # autocast + GradScaler on CUDA; off by default for the LM (DARTS trains it in float32)
     device: str = "auto"
     threads: int | None = None  # CPU threads for torch (None = torch's default, one per core)
+    memory_check: bool = True  # estimate the peak memory before building the network; stop if above what is available (nasforge.memory)
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size", "test_batch_size", "bptt", "emsize", "nhid", "nonmono"):
