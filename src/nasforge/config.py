@@ -78,13 +78,17 @@ def _arch_limit(name: str) -> int:
 RANGES: dict[str, Range] = {
     # counts (>= 1)
     **{k: COUNT for k in (
-        "epochs", "batch_size", "eval_batch_size", "test_batch_size", "channels", "emsize", "nhid", "bptt",
+        "epochs", "batch_size", "eval_batch_size", "test_batch_size", "bptt",
         "limit", "eval_limit", "max_steps", "eval_max_batches", "eval_batches", "eval_every", "threads",
         "trials", "workers", "replay_batch", "blocks_per_iteration", "blocks_per_stage", "stages",
-        "head_hidden", "controller_hidden", "controller_steps", "controller_aggregate", "derive_samples",
+        "controller_steps", "controller_aggregate", "derive_samples",
         "nonmono", "lr_t0", "lr_tmul", "nb201_cells",
     )},
-    "input_size": Range(2),
+    # widths and image sides: far above the papers' (C <= 96, hidden 1000, 224 px), low
+    # enough that a typo cannot ask a search (which has no memory check) for terabytes
+    **{k: Range(1, 4096) for k in ("channels", "controller_hidden", "head_hidden")},
+    **{k: Range(1, 16384) for k in ("emsize", "nhid")},
+    "input_size": Range(2, 1024),
     "order": Range(1, 2),
     "seed": Range(0, 2**32 - 1),  # numpy's seed range
     # counts that may be 0

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from nasforge.cli.common import add_data_args
+from nasforge.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from nasforge.train.common import CHECKPOINT
     from nasforge.train.evaluate import evaluate_checkpoint
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     path = Path(args.checkpoint)
     if path.is_dir():
         path = path / CHECKPOINT

@@ -55,5 +55,5 @@ def sidecar_problem(path: str | Path, *, required: bool) -> str | None:
     if not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT or not isinstance(info.get("sha256"), str):
         return f"its side-car {side.name} is not one written by nasforge export"
     if info.get("size") != path.stat().st_size or info["sha256"] != sha256_file(path):
-        return f"its SHA-256 does not match {side.name} (the file changed after export)"
+        return f"its SHA-256 does not match {side.name}, so it changed after export"
     return None
