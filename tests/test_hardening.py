@@ -17,7 +17,7 @@ import torch
 
 from nasforge.arch import arch_from_dict, load_arch
 from nasforge.cli import main
-from nasforge.config import RANGES, check_ranges, from_dict, key_range, resolve
+from nasforge.config import from_dict, resolve
 from nasforge.errors import ArchError, CheckpointError, ConfigError
 
 S = ["--data", "digits", "--epochs", "1", "--layers", "3", "--channels", "8", "--limit", "32", "--max-steps", "1",
@@ -97,12 +97,16 @@ def test_yaml_values_are_checked_and_a_flag_overriding_the_file_is_checked_too(t
 
 
 def test_every_numeric_key_of_every_config_has_a_range() -> None:
+    from nasforge.config import key_range
+
     missing = [f"{cls.__name__}.{f.name}" for cls in _config_classes() for f in _numeric_fields(cls) if key_range(cls, f) is None]
     assert not missing, f"add these numeric config keys to nasforge.config.RANGES: {missing}"
 
 
 @pytest.mark.parametrize("cls", _config_classes(), ids=lambda c: c.__name__)
 def test_defaults_pass_and_every_key_rejects_nan_and_out_of_range(cls: type) -> None:
+    from nasforge.config import check_ranges, key_range
+
     check_ranges(cls())
     hints = typing.get_type_hints(cls)
     for f in _numeric_fields(cls):
@@ -117,6 +121,10 @@ def test_defaults_pass_and_every_key_rejects_nan_and_out_of_range(cls: type) -> 
             below = rng.lo if rng.lo_open else (rng.lo - (0.5 if is_float else 1))
             with pytest.raises(ConfigError, match=f"'{f.name}' must be"):
                 from_dict(cls, {f.name: [below, below] if is_list else below})
+        if rng.hi is not None:
+            above = rng.hi if rng.hi_open else (rng.hi + (0.5 if is_float else 1))
+            with pytest.raises(ConfigError, match=f"'{f.name}' must be"):
+                from_dict(cls, {f.name: [above, above] if is_list else above})
 
 
 def test_enas_nb201_resolved_config_resumes() -> None:
@@ -137,6 +145,8 @@ def test_a_malformed_list_in_yaml_is_a_config_error(tmp_path: Path, capsys) -> N
 
 
 def test_ranges_table_names_only_real_keys() -> None:
+    from nasforge.config import RANGES
+
     names = {f.name for cls in _config_classes() for f in dataclasses.fields(cls)}
     assert set(RANGES) <= names, set(RANGES) - names
 
