@@ -379,3 +379,14 @@ def test_memory_check_covers_language_models(tmp_path: Path, monkeypatch) -> Non
     with pytest.raises(ConfigError, match="needs an estimated .* but only 10 MB is available"):
         train_lm(load_arch("DARTS_RNN_V2"), cfg, tmp_path / "run", show_progress=False, log=None)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_file_in_place_of_the_run_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    f = tmp_path / "afile"
+    f.write_text("keep me\n")
+    argv = ["train", "DARTS_V2", "--data", "digits", "--epochs", "1", "--layers", "1", "--channels", "4", "--no-progress"]
+    assert main([*argv, "--out", str(f)]) == 2
+    assert "a file is in the way" in _err_line(capsys)
+    assert main([*argv, "--out", str(f / "sub")]) == 2
+    assert "a file is in the way" in _err_line(capsys)
+    assert f.read_text() == "keep me\n"

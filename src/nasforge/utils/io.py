@@ -32,6 +32,22 @@ def write_error(path: Path, e: OSError) -> CheckpointError:
     return CheckpointError(f"cannot write {path}: {why[:1].lower() + why[1:]}{kept}")
 
 
+def ensure_dir(folder: str | os.PathLike) -> Path:
+    """``mkdir -p folder``; a file in the way, a full disk or a read-only / forbidden
+    location raises :class:`~nasforge.errors.CheckpointError` with one line."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CheckpointError(f"cannot create the folder {folder}: a file is in the way (choose another --out)") from None
+    except OSError as e:
+        if e.errno in USER_WRITE_ERRNOS:
+            why = os.strerror(e.errno)
+            raise CheckpointError(f"cannot create the folder {folder}: {why[:1].lower() + why[1:]}") from None
+        raise
+    return folder
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then ``os.replace``.
 
@@ -40,8 +56,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     :class:`~nasforge.errors.CheckpointError` with one line naming the file.
     """
     path = Path(path)
+    ensure_dir(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         if e.errno in USER_WRITE_ERRNOS:
@@ -125,7 +141,7 @@ class MetricsWriter:
     def __init__(self, path: str | os.PathLike, key: str = "epoch"):
         self.path = Path(path)
         self.key = key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path.parent)
 
     def write(self, record: dict) -> None:
         line = json.dumps(_jsonable(record), sort_keys=False)
