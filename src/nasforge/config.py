@@ -2,6 +2,9 @@
 
 Every key is checked against the dataclass: an unknown key or a value of the wrong type
 raises :class:`~nasforge.errors.ConfigError` naming the key (and the closest valid one).
+Then every float must be finite and every numeric key within its range in :data:`RANGES`
+(one table for all commands, keyed by field name), before the config's own ``validate``
+runs; so a bad number stops a command before its run directory is touched.
 The resolved config is written to ``config.yaml`` in the run directory.
 """
 
@@ -148,7 +151,7 @@ def _numbers(value: Any) -> list[float]:
     return []
 
 
-def check_ranges(obj: Any, where: str = "config") -> None:
+def check_ranges(obj: Any) -> None:
     """Every float of dataclass ``obj`` finite, every numeric key in its :func:`key_range`."""
     cls = type(obj)
     for f in dataclasses.fields(obj):
@@ -256,7 +259,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config") -> T
         obj = cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid {where}: {e}") from None
-    check_ranges(obj, where)
+    check_ranges(obj)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:
