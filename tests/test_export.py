@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from nasforge.cli import main
-from nasforge.export import ExportError, check_export, export_model, is_exported, load_exported, load_trained_cnn
+from nasforge.export import ExportError, check_export, export_model, load_trained_cnn
+from nasforge.exported import is_exported, load_exported
 
 
 @pytest.fixture(scope="module")

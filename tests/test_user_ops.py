@@ -198,7 +198,8 @@ def test_darts_with_a_restricted_op_set_derives_only_those_ops(tmp_path):
 def test_user_op_is_searched_by_darts_then_trains_and_exports_to_onnx(tmp_path, user_op):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from nasforge.export import load_exported, load_trained_cnn
+    from nasforge.export import load_trained_cnn
+    from nasforge.exported import load_exported
     from nasforge.report.draw import describe, graph
 
     out = tmp_path / "search"

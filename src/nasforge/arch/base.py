@@ -8,6 +8,7 @@ themselves with :func:`register_kind`; :func:`arch_from_dict` dispatches on ``ki
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
@@ -15,6 +16,46 @@ from nasforge.errors import ArchError
 from nasforge.utils.io import atomic_write_text
 
 ARCH_VERSION = 1
+
+#: Size limits of an architecture, far above every published one (zoo/*.json and the
+#: papers: at most 5 intermediate nodes per cell, 2 edges per node (SNAS edge_all: 5),
+#: 11 recurrent nodes, 24 ENAS macro layers, BlockQNN blocks of <= 23 NSC rows). They
+#: stop a malformed or hostile file (say 100,000 nodes) before a network is built from it.
+#: Each can be raised with the environment variable ``NASFORGE_ARCH_LIMIT_<NAME>``
+#: (e.g. ``NASFORGE_ARCH_LIMIT_CELL_NODES=200``).
+ARCH_LIMITS: dict[str, int] = {
+    "cell_nodes": 64,  # intermediate nodes per cell
+    "edges_per_node": 256,  # (op, input) edges into one cell node
+    "recurrent_nodes": 64,  # nodes of a recurrent cell
+    "macro_layers": 256,  # layers of an ENAS macro network
+    "nsc_rows": 64,  # NSC rows of a BlockQNN block
+}
+
+#: largest architecture JSON file read (bytes); the published ones are < 10 kB
+MAX_ARCH_FILE_BYTES = 16 * 1024 * 1024
+
+
+def arch_limit(name: str) -> int:
+    """The limit ``name`` of :data:`ARCH_LIMITS`, or its ``NASFORGE_ARCH_LIMIT_<NAME>`` override."""
+    env = os.environ.get(f"NASFORGE_ARCH_LIMIT_{name.upper()}")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ArchError(f"NASFORGE_ARCH_LIMIT_{name.upper()} must be an integer, got {env!r}") from None
+        if value >= 1:
+            return value
+    return ARCH_LIMITS[name]
+
+
+def check_limit(name: str, count: int, what: str) -> None:
+    """Raise :class:`ArchError` when ``count`` exceeds the limit ``name``."""
+    top = arch_limit(name)
+    if count > top:
+        raise ArchError(
+            f"{what} has {count} entries, more than the limit of {top} "
+            f"(raise it with NASFORGE_ARCH_LIMIT_{name.upper()} if this is intended)"
+        )
 
 
 class Architecture(Protocol):
@@ -48,7 +89,7 @@ def arch_from_dict(d: Any, where: str = "architecture") -> Any:
     kind = d.get("kind")
     if kind is None:
         raise ArchError(f"{where}: missing field 'kind' (one of {kinds()})")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise ArchError(f"{where}: wrong kind {kind!r} (expected one of {kinds()})")
     version = d.get("version")
     if version is None:
@@ -83,12 +124,17 @@ def load_arch_file(path: str | Path) -> Any:
     p = Path(path)
     if not p.is_file():
         raise ArchError(f"architecture file not found: {p}")
+    size = p.stat().st_size
+    if size > MAX_ARCH_FILE_BYTES:
+        raise ArchError(f"{p}: {size} bytes is too large for an architecture file (limit {MAX_ARCH_FILE_BYTES})")
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ArchError(f"{p}: not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
     except UnicodeDecodeError:
         raise ArchError(f"{p}: not a text file") from None
+    except RecursionError:
+        raise ArchError(f"{p}: JSON nested too deeply") from None
     return arch_from_dict(d, where=str(p))
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from nasforge.arch.base import ARCH_VERSION, expect_type, register_kind
+from nasforge.arch.base import ARCH_VERSION, check_limit, expect_type, register_kind
 from nasforge.errors import ArchError
 
 #: NSC type name -> the paper's type code (Table 1)
@@ -132,6 +132,7 @@ class BlockArch:
         if "rows" not in d:
             raise ArchError("missing field 'rows'")
         raw = expect_type(d["rows"], list, "rows")
+        check_limit("nsc_rows", len(raw), "field 'rows'")  # before parsing
         rows = []
         for i, r in enumerate(raw):
             f = f"rows[{i}]"
@@ -158,6 +159,7 @@ class BlockArch:
     def validate(self) -> None:
         if not self.rows:
             raise ArchError("field 'rows' is empty: a block needs at least one layer")
+        check_limit("nsc_rows", len(self.rows), "field 'rows'")
         for pos, r in enumerate(self.rows, start=1):
             row = r if isinstance(r, NSCRow) else NSCRow(*r)
             check_row(row, pos)

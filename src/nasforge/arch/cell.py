@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nasforge.arch.base import ARCH_VERSION, expect_type, register_kind
+from nasforge.arch.base import ARCH_VERSION, check_limit, expect_type, register_kind
 from nasforge.errors import ArchError
 
 OP_SETS = ("darts", "snas")
@@ -45,6 +45,7 @@ class CellGenotype:
         if "nodes" not in d:
             raise ArchError(f"missing field '{where}.nodes'")
         nodes_raw = expect_type(d["nodes"], list, f"{where}.nodes")
+        check_limit("cell_nodes", len(nodes_raw), f"field '{where}.nodes'")  # before parsing a huge file
         nodes = []
         for j, node in enumerate(nodes_raw):
             expect_type(node, list, f"{where}.nodes[{j}]")
@@ -74,6 +75,9 @@ class CellGenotype:
     def validate(self, where: str, inputs: int, allowed_ops: set[str] | None) -> None:
         if not self.nodes:
             raise ArchError(f"field '{where}.nodes' is empty: a cell needs at least one intermediate node")
+        check_limit("cell_nodes", len(self.nodes), f"field '{where}.nodes'")
+        for j, node in enumerate(self.nodes):
+            check_limit("edges_per_node", len(node), f"field '{where}.nodes[{j}]'")
         n_total = inputs + len(self.nodes)
         for j, node in enumerate(self.nodes):
             node_id = inputs + j

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nasforge.arch.base import ARCH_VERSION, expect_type, register_kind
+from nasforge.arch.base import ARCH_VERSION, check_limit, expect_type, register_kind
 from nasforge.errors import ArchError
 
 #: The six ENAS macro ops, in the README's id order (the controller's action index).
@@ -69,7 +69,8 @@ class MacroArch:
         if "layers" not in d:
             raise ArchError("missing field 'layers'")
         layers = []
-        for i, raw in enumerate(expect_type(d["layers"], list, "layers")):
+        check_limit("macro_layers", len(expect_type(d["layers"], list, "layers")), "field 'layers'")  # before parsing
+        for i, raw in enumerate(d["layers"]):
             expect_type(raw, dict, f"layers[{i}]")
             bad = set(raw) - {"op", "skips"}
             if bad:
@@ -89,6 +90,7 @@ class MacroArch:
     def validate(self) -> None:
         if not self.layers:
             raise ArchError("field 'layers' is empty: a macro network needs at least one layer")
+        check_limit("macro_layers", len(self.layers), "field 'layers'")
         for i, layer in enumerate(self.layers):
             if layer.op not in MACRO_OPS:
                 raise ArchError(f"unknown op {layer.op!r} at 'layers[{i}].op' (known: {list(MACRO_OPS)})")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nasforge.arch.base import ARCH_VERSION, expect_type, register_kind
+from nasforge.arch.base import ARCH_VERSION, check_limit, expect_type, register_kind
 from nasforge.errors import ArchError
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
@@ -50,7 +50,8 @@ class RecurrentArch:
         if "nodes" not in d:
             raise ArchError("missing field 'nodes'")
         nodes = []
-        for k, n in enumerate(expect_type(d["nodes"], list, "nodes")):
+        check_limit("recurrent_nodes", len(expect_type(d["nodes"], list, "nodes")), "field 'nodes'")  # before parsing
+        for k, n in enumerate(d["nodes"]):
             if not isinstance(n, (list, tuple)) or len(n) != 2:
                 raise ArchError(f"field 'nodes[{k}]' must be a pair [activation, input], got {n!r}")
             nodes.append((expect_type(n[0], str, f"nodes[{k}][0]"), expect_type(n[1], int, f"nodes[{k}][1]")))
@@ -66,6 +67,7 @@ class RecurrentArch:
     def validate(self) -> None:
         if not self.nodes:
             raise ArchError("field 'nodes' is empty: a recurrent cell needs at least one node")
+        check_limit("recurrent_nodes", len(self.nodes), "field 'nodes'")
         for k, (act, inp) in enumerate(self.nodes):
             node = k + 1
             if act not in ACTIVATIONS:
@@ -75,6 +77,8 @@ class RecurrentArch:
         n = len(self.nodes)
         if not self.concat:
             raise ArchError("field 'concat' is empty")
+        if len(self.concat) > n + 1:
+            raise ArchError(f"field 'concat' has {len(self.concat)} entries but the cell has only {n + 1} nodes")
         for c in self.concat:
             if not (0 <= c <= n):
                 raise ArchError(f"concat index {c} out of range (nodes 0..{n})")

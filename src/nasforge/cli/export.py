@@ -18,7 +18,13 @@ SUFFIX = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a trained network to TorchScript or ONNX (checked against PyTorch)")
+    p = sub.add_parser(
+        "export",
+        help="export a trained network to TorchScript or ONNX (checked against PyTorch)",
+        description="Export the logits of a trained cell network. Beside the file it writes FILE.nasforge.json "
+        "(SHA-256 and size): `nasforge eval` loads a TorchScript file only with a matching side-car, so keep the two "
+        "files together when copying an export.",
+    )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt of a `nasforge train` run (or its run directory)")
     p.add_argument("--format", choices=("torchscript", "onnx"), required=True)
     p.add_argument("--out", default=None, help="output file (default: model.torchscript.pt / model.onnx beside the checkpoint)")
@@ -38,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--atol must be positive, got {args.atol}")
     if args.opset is not None and args.format != "onnx":
         raise ConfigError("--opset applies to --format onnx only")
+    if args.opset is not None and not 7 <= args.opset <= 20:  # what torch.onnx's TorchScript-based exporter writes
+        raise ConfigError(f"--opset must be in [7, 20], got {args.opset}")
     out = Path(args.out) if args.out else path.parent / f"model{SUFFIX[args.format]}"
     if args.format == "onnx" and out.suffix.lower() != ".onnx":
         raise ConfigError(f"--out for ONNX must end in .onnx (nasforge eval recognises ONNX files by it), got {out}")
-    r = export_checkpoint(path, args.format, out, opset=args.opset or OPSET, atol=args.atol or DEFAULT_ATOL, check=not args.no_check)
+    r = export_checkpoint(path, args.format, out, opset=OPSET if args.opset is None else args.opset, atol=DEFAULT_ATOL if args.atol is None else args.atol, check=not args.no_check)
     shape = "x".join(str(s) for s in r.meta["input"]["shape"])
     print(f"wrote {r.path} ({args.format}; input N x {shape} normalised images of {r.meta['data']['name']}, output logits)")
     if math.isnan(r.max_abs_diff):

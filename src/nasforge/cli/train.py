@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=int, default=None, help="initial channels C (paper: 36); for a recurrent cell the embedding/hidden size (paper: 850)")
     p.add_argument("--lr", type=float, default=None, help="initial learning rate (paper: 0.025 CNN, 20 LM)")
     p.add_argument("--input-size", type=int, default=None, help="image networks: resize images to this side (default: as stored)")
+    p.add_argument("--no-memory-check", dest="memory_check", action="store_false", default=None,
+                   help="skip the peak-memory estimate that stops a run too large for the available memory (config memory_check: false)")
     p.set_defaults(func=run)
 
 
@@ -47,6 +49,7 @@ def _flags(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         "deterministic": args.deterministic,
         "lr": args.lr,
     }
+    flags["memory_check"] = getattr(args, "memory_check", None)
     if kind != "recurrent":
         flags.update(layers=args.layers, channels=args.channels, input_size=args.input_size)
     else:

@@ -27,7 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.data import Augment, BatchLoader, ImageDataset, TensorPair, load_image_dataset
-from nasforge.errors import ArchError
+from nasforge.errors import ArchError, ConfigError
+from nasforge.memory import check_training_memory, memory_check_disabled
 from nasforge.nets import build_network
 from nasforge.train.common import (
     CHECKPOINT,
@@ -229,6 +230,10 @@ def train_cnn(
         cfg = dataclasses.replace(cfg.for_dataset(data.name), data=data.name)
         rd.set_config(dataclasses.asdict(cfg))
         amp = amp_enabled(cfg.amp, device)
+        if cfg.memory_check and not memory_check_disabled():  # before the network is built or anything written
+            shape = (data.channels, data.size, data.size)
+            batch = max(1, min(cfg.batch_size, len(data.train)))  # a batch holds at most the whole split
+            check_training_memory(lambda: build_cnn(arch, cfg, num_classes=data.num_classes, channels=data.channels, size=data.size), shape, batch, device)
 
         seed_everything(cfg.seed)
         model = build_cnn(arch, cfg, num_classes=data.num_classes, channels=data.channels, size=data.size).to(device)

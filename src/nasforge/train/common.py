@@ -29,7 +29,7 @@ CHECKPOINT_FORMAT = "nasforge-train"
 CHECKPOINT_VERSION = 1
 
 #: config keys that may change between a run and its ``--resume`` (they do not change results)
-RESUME_MAY_CHANGE = ("device", "data_dir")
+RESUME_MAY_CHANGE = ("device", "data_dir", "memory_check")
 
 
 @dataclass

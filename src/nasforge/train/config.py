@@ -93,6 +93,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None  # CPU threads for torch (None = torch's default, one per core)
     eval_every: int = 1  # evaluate valid/test every N epochs (and always after the last)
+    memory_check: bool = True  # estimate the peak memory before building the network; stop if above what is available (nasforge.memory)
 
     def validate(self) -> None:
         _check(self.epochs >= 1, f"config key 'epochs' must be >= 1, got {self.epochs}")
@@ -158,6 +159,7 @@ class LMConfig:
     amp: bool = False  # autocast + GradScaler on CUDA; off by default for the LM (DARTS trains it in float32)
     device: str = "auto"
     threads: int | None = None  # CPU threads for torch (None = torch's default, one per core)
+    memory_check: bool = True  # estimate the peak memory before building the network; stop if above what is available (nasforge.memory)
 
     def validate(self) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size", "test_batch_size", "bptt", "emsize", "nhid", "nonmono"):

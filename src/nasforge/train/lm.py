@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.data import Corpus, batchify, get_batch, load_corpus
+from nasforge.memory import check_training_memory, memory_check_disabled
 from nasforge.data.text import CORPORA
 from nasforge.errors import ArchError
 from nasforge.nets import RNNModel
@@ -222,6 +223,9 @@ def train_lm(
         val_data = batchify(corpus.valid, cfg.eval_batch_size, device)
         test_data = batchify(corpus.test, cfg.test_batch_size, device)
         ntoken = len(corpus.dictionary)
+        if cfg.memory_check and not memory_check_disabled():  # before the network is built or anything written
+            check_training_memory(lambda: build_lm(arch, cfg, ntoken), (cfg.bptt,), cfg.batch_size, device,
+                                  forward=lambda m, n: m(torch.zeros(cfg.bptt, n, dtype=torch.long), m.init_hidden(n)))
 
         seed_everything(cfg.seed)
         model = build_lm(arch, cfg, ntoken).to(device)

@@ -6,6 +6,7 @@ at any instant leaves either the old or the new file, never a torn one.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -19,21 +20,62 @@ import torch
 from nasforge.errors import CheckpointError
 
 
+#: OS errors a user can cause or fix (full disk, quota, read-only or forbidden folder): they
+#: stop a run with one line instead of a traceback
+USER_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def write_error(path: Path, e: OSError) -> CheckpointError:
+    """The one-line error for a failed write of ``path`` (the previous file is kept)."""
+    why = os.strerror(e.errno) if e.errno else str(e)
+    kept = "; the previous file is kept" if path.exists() else ""
+    return CheckpointError(f"cannot write {path}: {why[:1].lower() + why[1:]}{kept}")
+
+
+def ensure_dir(folder: str | os.PathLike) -> Path:
+    """``mkdir -p folder``; a file in the way, a full disk or a read-only / forbidden
+    location raises :class:`~nasforge.errors.CheckpointError` with one line."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CheckpointError(f"cannot create the folder {folder}: a file is in the way (choose another --out)") from None
+    except OSError as e:
+        if e.errno in USER_WRITE_ERRNOS:
+            why = os.strerror(e.errno)
+            raise CheckpointError(f"cannot create the folder {folder}: {why[:1].lower() + why[1:]}") from None
+        raise
+    return folder
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then ``os.replace``.
+
+    On any failure the temporary file is removed and ``path`` keeps its previous content;
+    a full disk (ENOSPC), exceeded quota, or a read-only / forbidden folder raises
+    :class:`~nasforge.errors.CheckpointError` with one line naming the file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        if e.errno in USER_WRITE_ERRNOS:
+            raise write_error(path, e) from None
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno in USER_WRITE_ERRNOS:
+            raise write_error(path, e) from None
         raise
 
 
@@ -99,13 +141,18 @@ class MetricsWriter:
     def __init__(self, path: str | os.PathLike, key: str = "epoch"):
         self.path = Path(path)
         self.key = key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path.parent)
 
     def write(self, record: dict) -> None:
         line = json.dumps(_jsonable(record), sort_keys=False)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+                f.flush()
+        except OSError as e:  # a torn last line is skipped by read_jsonl
+            if e.errno in USER_WRITE_ERRNOS:
+                raise write_error(self.path, e) from None
+            raise
         from nasforge.utils.tensorboard import mirror_record  # optional TensorBoard scalars
 
         mirror_record(self.path, self.key, record)

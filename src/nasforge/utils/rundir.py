@@ -131,14 +131,29 @@ class RunDir:
         self.open()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        created, self._created = getattr(self, "_created", False), False
         self.close()
+        if exc_type is not None and created and self.main:
+            self._remove_if_untouched()
+
+    def _remove_if_untouched(self) -> None:
+        """A run that failed before writing anything leaves no folder behind (it made the folder)."""
+        try:
+            if not self._entries():
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+                self.path.rmdir()
+        except OSError:
+            pass
 
     def open(self) -> "RunDir":
         if not self.main:
             return self
+        self._created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise RunDirError(f"cannot create run folder {self.path}: a file is in the way") from None
         except OSError as e:
             raise RunDirError(f"cannot create run folder {self.path} ({_os_reason(e)})") from None
         if not self.path.is_dir():
