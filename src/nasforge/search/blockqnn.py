@@ -33,9 +33,20 @@ from nasforge.search.qlearning import BLOCKS_PER_ITERATION, EPSILON_SCHEDULE, QL
 
 
 class BlockQNNStrategy:
-    """The agent side of the search loop, driven by :func:`nasforge.runners.run_trials`."""
+    """The agent side of the search loop, driven by :func:`nasforge.runners.run_trials`.
+
+    Budgets count distinct architectures (the runner does not count a repeat as a trial).
+    The replay memory holds each distinct architecture once, and only a new one advances
+    the replay counter, so a repeated proposal costs one episode and nothing more.
+
+    ``replay_every``: replay after this many new results (``None``: the paper's batch,
+    ``blocks_per_iteration`` scaled to the budget). ``avoid_seen``: re-sample (raising ε
+    by 0.05 per try, at most ``max_resample`` tries) when the episode builds an
+    architecture already proposed, so every proposal is new.
+    """
 
     failed_reward = 0.0
+    max_resample = 100
 
     def __init__(
         self,
@@ -48,6 +59,8 @@ class BlockQNNStrategy:
         replay_batch: int = 64,
         blocks_per_iteration: int = BLOCKS_PER_ITERATION,
         epsilon_schedule: Any = EPSILON_SCHEDULE,
+        replay_every: int | None = None,
+        avoid_seen: bool = False,
         mu: float = 0.0,
         rho: float = 0.0,
         seed: int = 0,
@@ -62,22 +75,42 @@ class BlockQNNStrategy:
         else:
             self.total = n_trials
             self.batch = max(1, round(blocks_per_iteration * n_trials / full))
+        if replay_every is not None:
+            self.batch = max(1, int(replay_every))
         self.blocks_per_iteration = blocks_per_iteration
+        self.avoid_seen = bool(avoid_seen)
         self.mu, self.rho = mu, rho
         self.n_proposed = 0
         self.n_observed = 0
+        self.proposed: dict[str, None] = {}  # keys of proposed architectures (avoid_seen), in order
+        self._remembered: set[tuple] = set()
 
     def epsilon(self) -> float:
-        return epsilon_at(self.n_proposed, self.total, self.schedule, self.blocks_per_iteration)
+        i = len(self.proposed) if self.avoid_seen else self.n_proposed
+        return epsilon_at(i, self.total, self.schedule, self.blocks_per_iteration)
 
     def propose(self) -> tuple[dict, dict]:
         eps = self.epsilon()
         actions = self.agent.sample(eps)
+        arch = self.grammar.to_arch(actions)
+        if self.avoid_seen:
+            e = eps
+            for _ in range(self.max_resample):
+                if self.grammar.key(arch) not in self.proposed:
+                    break
+                e = min(1.0, e + 0.05)
+                actions = self.agent.sample(e)
+                arch = self.grammar.to_arch(actions)
+            self.proposed[self.grammar.key(arch)] = None
         self.n_proposed += 1
-        return self.grammar.to_arch(actions), {"actions": [list(a) for a in actions], "epsilon": eps}
+        return arch, {"actions": [list(a) for a in actions], "epsilon": eps}
 
     def observe(self, meta: dict, reward: float) -> None:
-        self.agent.remember([_tup(a) for a in meta["actions"]], reward)
+        actions = tuple(_tup(a) for a in meta["actions"])
+        if actions in self._remembered:  # a repeat: its reward is in the memory already
+            return
+        self._remembered.add(actions)
+        self.agent.remember(list(actions), reward)
         self.n_observed += 1
         if self.n_observed % self.batch == 0:
             self.agent.replay()
@@ -92,12 +125,15 @@ class BlockQNNStrategy:
         return self.grammar.to_arch(self.agent.greedy())
 
     def state_dict(self) -> dict:
-        return {"agent": self.agent.state_dict(), "n_proposed": self.n_proposed, "n_observed": self.n_observed, "batch": self.batch, "total": self.total}
+        return {"agent": self.agent.state_dict(), "n_proposed": self.n_proposed, "n_observed": self.n_observed, "batch": self.batch, "total": self.total,
+                "proposed": list(self.proposed)}
 
     def load_state_dict(self, d: dict) -> None:
         self.agent.load_state_dict(d["agent"])
         self.n_proposed, self.n_observed = int(d["n_proposed"]), int(d["n_observed"])
         self.batch, self.total = int(d["batch"]), d["total"]
+        self.proposed = dict.fromkeys(d.get("proposed", []))
+        self._remembered = {tuple(a) for a, _ in self.agent.memory}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
