@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from nasforge.config import resolve, write_config
 from nasforge.errors import ConfigError
-from nasforge.search.qlearning import EPSILON_SCHEDULE
+from nasforge.search.qlearning import PRESETS
 from nasforge.utils.io import atomic_write_json, atomic_write_text
 
 STORE_FILE = "trials.sqlite"
@@ -43,14 +43,26 @@ class MultiTrialConfig:
     gpus_per_trial: float = 0.0
     max_retries: int = 2
     max_duplicates: int = 1000
-    # agent (BlockQNN)
-    q_lr: float = 0.01
-    gamma: float = 1.0
-    q_init: float = 0.5
-    replay_batch: int = 64
-    blocks_per_iteration: int = 64
-    epsilon_schedule: list = field(default_factory=lambda: [list(x) for x in EPSILON_SCHEDULE])
+    # agent (BlockQNN). Fields left None take the value of the preset ``q_preset``
+    # (nasforge.search.qlearning.PRESETS, docs/experiments.md)
+    q_preset: str = "auto"  # paper | nb201 | auto (nb201 over --space nb201, paper otherwise)
+    q_lr: Optional[float] = None  # Q-learning rate α (paper 0.01, nb201 0.1)
+    gamma: Optional[float] = None  # discount γ (1)
+    q_init: Optional[float] = None  # initial Q-value (0.5)
+    replay_batch: Optional[int] = None  # trajectories replayed per update (64)
+    blocks_per_iteration: Optional[int] = None  # blocks per ε iteration of the schedule (64)
+    epsilon_schedule: Optional[list] = None  # [[ε, iterations], ...] (paper: Table 2; nb201: 30 % at ε = 1, ..., 38 % at 0.1)
+    replay_every: Optional[int] = None  # replay after this many new results; 0 = after each schedule batch (paper; nb201: 1)
+    avoid_seen: Optional[bool] = None  # never re-propose a proposed architecture (paper: false; nb201 and enas: true)
+    q_state: Optional[str] = None  # nb201 agent state: chain = (edge, last op) (paper) | edge = (edge,) (nb201)
     max_layers: int = 10
+    # REINFORCE (method enas over --space nb201, nasforge.search.reinforce)
+    controller_lr: float = 1e-2  # controller Adam lr (ours for 10^2-10^3 queries; paper 3.5e-4)
+    baseline_decay: float = 0.9  # moving-average baseline decay (ours; paper 0.99)
+    entropy_weight: float = 1e-4  # entropy bonus added to the reward (paper)
+    controller_hidden: int = 100  # LSTM units (paper)
+    tanh_constant: Optional[float] = 2.5  # logits c·tanh(u/T) (paper)
+    temperature: Optional[float] = 5.0  # T (paper)
     # reward (eq. 7)
     mu: float = 0.005
     rho: float = 0.01
@@ -78,12 +90,22 @@ class MultiTrialConfig:
         if self.executor not in ("local", "ray", "inline"):
             raise ConfigError(f"config key 'executor' must be local, ray or inline, got {self.executor!r}")
         for k in ("trials", "workers", "max_layers", "epochs", "batch_size", "channels", "blocks_per_stage", "stages", "blocks_per_iteration"):
-            if getattr(self, k) < 1:
+            if getattr(self, k) is not None and getattr(self, k) < 1:
                 raise ConfigError(f"config key {k!r} must be at least 1, got {getattr(self, k)}")
-        for e in self.epsilon_schedule:
+        if self.q_preset not in ("auto", *PRESETS):
+            raise ConfigError(f"config key 'q_preset' must be auto, {' or '.join(PRESETS)}, got {self.q_preset!r}")
+        if self.q_state not in (None, "chain", "edge"):
+            raise ConfigError(f"config key 'q_state' must be chain or edge, got {self.q_state!r}")
+        if self.space == "nb201":
+            from nasforge.spaces.nb201 import check_metric
+
+            if not self.metric.endswith("-val"):
+                raise ConfigError(f"config key 'metric' must be a NAS-Bench-201 validation column (cifar10-val, cifar100-val, imagenet-val), got {self.metric!r}")
+            check_metric(self.metric)
+        for e in self.epsilon_schedule or []:
             if not (isinstance(e, (list, tuple)) and len(e) == 2 and 0.0 <= float(e[0]) <= 1.0 and int(e[1]) >= 0):
                 raise ConfigError(f"config key 'epsilon_schedule' must be a list of [epsilon in 0..1, iterations], got {e!r}")
-        if not 0.0 <= self.q_lr <= 1.0:
+        if self.q_lr is not None and not 0.0 <= self.q_lr <= 1.0:
             raise ConfigError(f"config key 'q_lr' must be in [0, 1], got {self.q_lr}")
 
 
@@ -112,6 +134,7 @@ _FLAG_KEYS = (
     "space", "data", "data_dir", "seed", "device", "deterministic", "trials", "workers", "executor", "address",
     "cpus_per_trial", "gpus_per_trial", "max_retries", "mu", "rho", "max_layers", "limit", "metric", "table",
     "epochs", "batch_size", "q_lr", "gamma", "replay_batch", "blocks_per_iteration",
+    "q_preset", "replay_every", "avoid_seen", "q_state", "controller_lr", "baseline_decay", "entropy_weight", "controller_hidden",
 )
 
 
@@ -131,11 +154,25 @@ def resolve_config(args: argparse.Namespace, out: Path) -> MultiTrialConfig:
     return resolve(MultiTrialConfig, yaml_path, overrides)
 
 
-def make_grammar(cfg: MultiTrialConfig) -> Any:
+def q_settings(cfg: MultiTrialConfig) -> dict:
+    """The Q-learning agent's settings: the preset, overridden by every field not None."""
+    name = cfg.q_preset if cfg.q_preset != "auto" else ("nb201" if cfg.space == "nb201" else "paper")
+    s = dict(PRESETS[name])
+    for key, field_name in (("lr", "q_lr"), ("gamma", "gamma"), ("q_init", "q_init"), ("replay_batch", "replay_batch"),
+                            ("blocks_per_iteration", "blocks_per_iteration"), ("epsilon_schedule", "epsilon_schedule"),
+                            ("replay_every", "replay_every"), ("avoid_seen", "avoid_seen"), ("state", "q_state")):
+        if getattr(cfg, field_name) is not None:
+            s[key] = getattr(cfg, field_name)
+    if s["replay_every"] == 0:
+        s["replay_every"] = None
+    return s
+
+
+def make_grammar(cfg: MultiTrialConfig, method: str = "blockqnn") -> Any:
     if cfg.space == "nb201":
         from nasforge.search.nb201_grammar import NB201Grammar
 
-        return NB201Grammar()
+        return NB201Grammar(state=q_settings(cfg)["state"] if method == "blockqnn" else "chain")
     from nasforge.spaces.nsc import NSCGrammar
 
     return NSCGrammar(max_layers=cfg.max_layers)
@@ -147,12 +184,20 @@ def make_strategy(method: str, cfg: MultiTrialConfig, grammar: Any) -> Any:
         from nasforge.search.random_search import RandomStrategy
 
         return RandomStrategy(grammar, mu=mu, rho=rho, seed=cfg.seed)
+    if method == "enas":
+        if cfg.space != "nb201":
+            raise ConfigError("the multi-trial ENAS strategy (REINFORCE over a table) needs --space nb201")
+        from nasforge.search.reinforce import ReinforceStrategy
+
+        return ReinforceStrategy(
+            grammar, lr=cfg.controller_lr, baseline_decay=cfg.baseline_decay, entropy_weight=cfg.entropy_weight, hidden=cfg.controller_hidden,
+            tanh_constant=cfg.tanh_constant, temperature=cfg.temperature, avoid_seen=True if cfg.avoid_seen is None else cfg.avoid_seen, seed=cfg.seed,
+        )
     from nasforge.search.blockqnn import BlockQNNStrategy
 
-    return BlockQNNStrategy(
-        grammar, n_trials=cfg.trials, lr=cfg.q_lr, gamma=cfg.gamma, q_init=cfg.q_init, replay_batch=cfg.replay_batch,
-        blocks_per_iteration=cfg.blocks_per_iteration, epsilon_schedule=cfg.epsilon_schedule, mu=mu, rho=rho, seed=cfg.seed,
-    )
+    s = q_settings(cfg)
+    s.pop("state")
+    return BlockQNNStrategy(grammar, n_trials=cfg.trials, mu=mu, rho=rho, seed=cfg.seed, **s)
 
 
 def evaluator_and_config(cfg: MultiTrialConfig) -> tuple[str, dict]:
@@ -183,12 +228,9 @@ def preload_modules(evaluate: str, task_config: dict) -> list[str]:
 def final_arch(cfg: MultiTrialConfig, arch: dict, name: str = "") -> Any:
     """The JSON architecture file object: a ``block`` or, for NAS-Bench-201, a 1-input ``cell``."""
     if cfg.space == "nb201":
-        from nasforge.arch.cell import CellArch, CellGenotype
-        from nasforge.spaces.nb201_table import EDGES
+        from nasforge.spaces.nb201 import ops_to_arch, test_metric
 
-        ops = arch["ops"]
-        nodes = [[(ops[k], src) for k, (dst, src) in enumerate(EDGES) if dst == j] for j in (1, 2, 3)]
-        return CellArch(normal=CellGenotype(nodes=nodes, concat=[3]), reduce=None, inputs=1, name=name, meta={"space": "nb201"})
+        return ops_to_arch(arch["ops"], name, {"space": "nb201", "metric": cfg.metric, "test_metric": test_metric(cfg.metric)})
     from nasforge.arch.block import BlockArch
 
     a = BlockArch.from_dict(arch)
@@ -201,7 +243,7 @@ def metrics_record(t: Any, best: float) -> dict:
     return {
         "trial": t.finish_seq, "id": t.id, "status": t.status, "reward": t.reward, "accuracy": m.get("accuracy"),
         "flops": m.get("flops"), "density": m.get("density"), "epsilon": t.meta.get("epsilon"), "best_reward": best,
-        "attempts": t.attempts,
+        "attempts": t.attempts, **({"metric": m["metric"]} if "metric" in m else {}),
     }
 
 
@@ -243,7 +285,7 @@ def run_search(method: str, args: argparse.Namespace) -> int:
         from nasforge.search.early_stop import _nb201
 
         _nb201(cfg.table)
-    grammar = make_grammar(cfg)
+    grammar = make_grammar(cfg, method)
     strategy = make_strategy(method, cfg, grammar)
     evaluate, task_config = evaluator_and_config(cfg)
     store = TrialStore(store_path)

@@ -18,7 +18,11 @@ of 64 trajectories per update and Q initialised to 0.5 [S, Keras reproduction]; 
 index 10 [S]; μ = 0.005, ρ = 0.01 [U, ours]. With a budget smaller than the paper's
 11,392 blocks, the ε schedule and the batch size shrink in proportion (same shape).
 Over ``--space nb201`` the agent picks the 6 edge ops of a NAS-Bench-201 cell and the
-reward is the table's accuracy (no training, μ = ρ = 0).
+reward is the table's accuracy (no training, μ = ρ = 0); there the default agent settings
+are the ``nb201`` preset of :data:`nasforge.search.qlearning.PRESETS` (α = 0.1, a shorter
+ε = 1 phase, replay after every new result, no repeated proposals, state = edge index),
+which beats random search at 300 and 1,000 queries where the paper's settings do not
+(``docs/experiments.md``); ``--q-preset paper`` restores the published ones.
 
 The paper's implementation is not public; this module is our reading of the text.
 """
@@ -35,14 +39,17 @@ from nasforge.search.qlearning import BLOCKS_PER_ITERATION, EPSILON_SCHEDULE, QL
 class BlockQNNStrategy:
     """The agent side of the search loop, driven by :func:`nasforge.runners.run_trials`.
 
-    Budgets count distinct architectures (the runner does not count a repeat as a trial).
-    The replay memory holds each distinct architecture once, and only a new one advances
-    the replay counter, so a repeated proposal costs one episode and nothing more.
+    Budgets count distinct architectures (the runner does not count a repeat as a trial;
+    it hands the stored reward back to :meth:`observe`).
 
-    ``replay_every``: replay after this many new results (``None``: the paper's batch,
-    ``blocks_per_iteration`` scaled to the budget). ``avoid_seen``: re-sample (raising ε
-    by 0.05 per try, at most ``max_resample`` tries) when the episode builds an
-    architecture already proposed, so every proposal is new.
+    ``replay_every``: replay after this many results (``None``: the paper's batch,
+    ``blocks_per_iteration`` scaled to the budget). ``avoid_seen=False`` (paper): every
+    result, repeats included, goes to the replay memory and counts towards the next replay,
+    so once the greedy policy repeats itself each new architecture costs many episodes
+    and replays. ``avoid_seen=True``: re-sample (raising ε by 0.05 per try, at most
+    ``max_resample`` tries) when the episode builds an architecture already proposed, so
+    every proposal is new; the memory holds each architecture once and only a new result
+    counts, so the cost per query is one episode plus one replay, whatever the budget.
     """
 
     failed_reward = 0.0
@@ -107,9 +114,10 @@ class BlockQNNStrategy:
 
     def observe(self, meta: dict, reward: float) -> None:
         actions = tuple(_tup(a) for a in meta["actions"])
-        if actions in self._remembered:  # a repeat: its reward is in the memory already
-            return
-        self._remembered.add(actions)
+        if self.avoid_seen:
+            if actions in self._remembered:  # a repeat: its reward is in the memory already
+                return
+            self._remembered.add(actions)
         self.agent.remember(list(actions), reward)
         self.n_observed += 1
         if self.n_observed % self.batch == 0:
@@ -141,10 +149,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_common_arguments(p)
     g = p.add_argument_group("BlockQNN agent")
-    g.add_argument("--q-lr", type=float, default=None, help="Q-learning rate α (paper: 0.01)")
+    g.add_argument("--q-preset", choices=("auto", "paper", "nb201"), default=None,
+                   help="agent settings: paper (BlockQNN as published) or nb201 (ours for table searches); auto (default): nb201 over --space nb201, else paper")
+    g.add_argument("--q-lr", type=float, default=None, help="Q-learning rate α (paper: 0.01; nb201 preset: 0.1)")
     g.add_argument("--gamma", type=float, default=None, help="discount γ (paper: 1)")
-    g.add_argument("--replay", type=int, default=None, dest="replay_batch", help="trajectories replayed per update (default 100)")
+    g.add_argument("--replay", type=int, default=None, dest="replay_batch", help="trajectories replayed per update (default 64)")
     g.add_argument("--blocks-per-iteration", type=int, default=None, help="blocks sampled per ε iteration / Q update batch (paper: 64)")
+    g.add_argument("--replay-every", type=int, default=None, help="replay after this many new results; 0 = after each schedule batch (paper; nb201 preset: 1)")
+    g.add_argument("--avoid-seen", action=argparse.BooleanOptionalAction, default=None,
+                   help="never re-propose an architecture already proposed (paper: no; nb201 preset: yes)")
+    g.add_argument("--q-state", choices=("chain", "edge"), default=None, help="nb201 agent state: chain = (edge, last op) (paper) or edge (nb201 preset)")
 
 
 def run_from_args(args: argparse.Namespace) -> int:

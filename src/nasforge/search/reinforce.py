@@ -61,9 +61,6 @@ class ReinforceStrategy:
         self.n_observed = 0
         self.proposed: dict[str, None] = {}
 
-    def epsilon(self) -> float:  # the runner's metrics record it; a policy has none
-        return float("nan")
-
     def _sample(self) -> tuple[list[int], dict]:
         actions = [int(a) for a in self.controller.sample(generator=self.gen)]
         return actions, self.grammar.to_arch([(k + 1, PRIMITIVES[a]) for k, a in enumerate(actions)])
