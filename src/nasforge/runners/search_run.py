@@ -135,6 +135,7 @@ _FLAG_KEYS = (
     "cpus_per_trial", "gpus_per_trial", "max_retries", "mu", "rho", "max_layers", "limit", "metric", "table",
     "epochs", "batch_size", "q_lr", "gamma", "replay_batch", "blocks_per_iteration",
     "q_preset", "replay_every", "avoid_seen", "q_state", "controller_lr", "baseline_decay", "entropy_weight", "controller_hidden",
+    "tanh_constant", "temperature",
 )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from nasforge.errors import ArchError, ConfigError
-from nasforge.spaces.nb201 import N_EDGES, PRIMITIVES, check_ops
+from nasforge.spaces.nb201 import N_EDGES, PRIMITIVES
 
 STATES = ("chain", "edge")
 
@@ -54,10 +54,6 @@ class NB201Grammar:
         if len(ops) != N_EDGES or any(op not in PRIMITIVES for op in ops):
             raise ArchError(f"a NAS-Bench-201 cell needs {N_EDGES} ops from {list(PRIMITIVES)}, got {ops}")
         return {"kind": "nb201", "ops": ops}
-
-    def from_ops(self, ops: Sequence[str]) -> list[tuple]:
-        """The episode (action list) that builds the cell ``ops``."""
-        return [(k + 1, op) for k, op in enumerate(check_ops(ops))]
 
     def key(self, arch: dict) -> str:
         return "|".join(arch["ops"])
