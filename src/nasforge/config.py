@@ -117,6 +117,7 @@ RANGES: dict[str, Range] = {
     "q_lr": UNIT,
     "gamma": UNIT,  # Q-learning discount
     "q_init": Range(),  # any finite Q value
+    "replay_every": NONNEG,  # 0 = replay after each schedule batch
 }
 
 #: (config class name, key) -> range, where one config differs from the shared meaning

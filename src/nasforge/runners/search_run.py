@@ -18,6 +18,7 @@ from typing import Any
 
 from nasforge.errors import ConfigError
 from nasforge.search.multi_trial import MultiTrialConfig
+from nasforge.search.qlearning import PRESETS
 from nasforge.search.registry import SearchResult
 from nasforge.utils.io import atomic_write_json, atomic_write_text
 from nasforge.utils.rundir import RunDir
@@ -26,11 +27,25 @@ STORE_FILE = "trials.sqlite"
 log = logging.getLogger(__name__)
 
 
-def make_grammar(cfg: MultiTrialConfig) -> Any:
+def q_settings(cfg: MultiTrialConfig) -> dict:
+    """The Q-learning agent's settings: the preset, overridden by every field not None."""
+    name = cfg.q_preset if cfg.q_preset != "auto" else ("nb201" if cfg.space == "nb201" else "paper")
+    s = dict(PRESETS[name])
+    for key, field_name in (("lr", "q_lr"), ("gamma", "gamma"), ("q_init", "q_init"), ("replay_batch", "replay_batch"),
+                            ("blocks_per_iteration", "blocks_per_iteration"), ("epsilon_schedule", "epsilon_schedule"),
+                            ("replay_every", "replay_every"), ("avoid_seen", "avoid_seen"), ("state", "q_state")):
+        if getattr(cfg, field_name) is not None:
+            s[key] = getattr(cfg, field_name)
+    if s["replay_every"] == 0:
+        s["replay_every"] = None
+    return s
+
+
+def make_grammar(cfg: MultiTrialConfig, method: str = "blockqnn") -> Any:
     if cfg.space == "nb201":
         from nasforge.search.nb201_grammar import NB201Grammar
 
-        return NB201Grammar()
+        return NB201Grammar(state=q_settings(cfg)["state"] if method == "blockqnn" else "chain")
     from nasforge.spaces.nsc import NSCGrammar
 
     return NSCGrammar(max_layers=cfg.max_layers)
@@ -42,12 +57,20 @@ def make_strategy(method: str, cfg: MultiTrialConfig, grammar: Any) -> Any:
         from nasforge.search.random_search import RandomStrategy
 
         return RandomStrategy(grammar, mu=mu, rho=rho, seed=cfg.seed)
+    if method == "enas":
+        if cfg.space != "nb201":
+            raise ConfigError("the multi-trial ENAS strategy (REINFORCE over a table) needs --space nb201")
+        from nasforge.search.reinforce import ReinforceStrategy
+
+        return ReinforceStrategy(
+            grammar, lr=cfg.controller_lr, baseline_decay=cfg.baseline_decay, entropy_weight=cfg.entropy_weight, hidden=cfg.controller_hidden,
+            tanh_constant=cfg.tanh_constant, temperature=cfg.temperature, avoid_seen=True if cfg.avoid_seen is None else cfg.avoid_seen, seed=cfg.seed,
+        )
     from nasforge.search.blockqnn import BlockQNNStrategy
 
-    return BlockQNNStrategy(
-        grammar, n_trials=cfg.trials, lr=cfg.q_lr, gamma=cfg.gamma, q_init=cfg.q_init, replay_batch=cfg.replay_batch,
-        blocks_per_iteration=cfg.blocks_per_iteration, epsilon_schedule=cfg.epsilon_schedule, mu=mu, rho=rho, seed=cfg.seed,
-    )
+    s = q_settings(cfg)
+    s.pop("state")
+    return BlockQNNStrategy(grammar, n_trials=cfg.trials, mu=mu, rho=rho, seed=cfg.seed, **s)
 
 
 def evaluator_and_config(cfg: MultiTrialConfig) -> tuple[str, dict]:
@@ -78,12 +101,9 @@ def preload_modules(evaluate: str, task_config: dict) -> list[str]:
 def final_arch(cfg: MultiTrialConfig, arch: dict, name: str = "") -> Any:
     """The JSON architecture file object: a ``block`` or, for NAS-Bench-201, a 1-input ``cell``."""
     if cfg.space == "nb201":
-        from nasforge.arch.cell import CellArch, CellGenotype
-        from nasforge.spaces.nb201_table import EDGES
+        from nasforge.spaces.nb201 import ops_to_arch, test_metric
 
-        ops = arch["ops"]
-        nodes = [[(ops[k], src) for k, (dst, src) in enumerate(EDGES) if dst == j] for j in (1, 2, 3)]
-        return CellArch(normal=CellGenotype(nodes=nodes, concat=[3]), reduce=None, inputs=1, name=name, meta={"space": "nb201"})
+        return ops_to_arch(arch["ops"], name, {"space": "nb201", "metric": cfg.metric, "test_metric": test_metric(cfg.metric)})
     from nasforge.arch.block import BlockArch
 
     a = BlockArch.from_dict(arch)
@@ -96,7 +116,7 @@ def metrics_record(t: Any, best: float) -> dict:
     return {
         "trial": t.finish_seq, "id": t.id, "status": t.status, "reward": t.reward, "accuracy": m.get("accuracy"),
         "flops": m.get("flops"), "density": m.get("density"), "epsilon": t.meta.get("epsilon"), "best_reward": best,
-        "attempts": t.attempts,
+        "attempts": t.attempts, **({"metric": m["metric"]} if "metric" in m else {}),
     }
 
 
@@ -141,7 +161,7 @@ def run_search(
         from nasforge.search.early_stop import _nb201
 
         _nb201(cfg.table)
-    grammar = make_grammar(cfg)
+    grammar = make_grammar(cfg, method)
     strategy = make_strategy(method, cfg, grammar)
     evaluate, task_config = evaluator_and_config(cfg)
     # the run folder: locked for the run's life, a finished run refused without --resume/--overwrite

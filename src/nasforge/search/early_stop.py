@@ -155,8 +155,14 @@ def _nb201(path: str | None):
 
 
 def evaluate_nb201(task: dict) -> dict:
-    """Look the cell up in the NAS-Bench-201 table (no training): accuracy in [0, 1]."""
+    """Look the cell up in the NAS-Bench-201 table (no training): ``accuracy`` in [0, 1]
+    from the selection column ``metric`` (named in the result), and the matching test
+    column (``test_metric``, ``test_accuracy`` in [0, 1]) for reports — never for selection."""
+    from nasforge.spaces.nb201 import test_metric
+
     cfg = task.get("config", {})
     table = _nb201(cfg.get("table"))
-    acc = table.accuracy(tuple(task["arch"]["ops"]), cfg.get("metric", "cifar10-val")) / 100.0
-    return {"accuracy": acc}
+    metric = cfg.get("metric", "cifar10-val")
+    ops = tuple(task["arch"]["ops"])
+    tm = test_metric(metric)
+    return {"accuracy": table.accuracy(ops, metric) / 100.0, "metric": metric, "test_metric": tm, "test_accuracy": table.accuracy(ops, tm) / 100.0}

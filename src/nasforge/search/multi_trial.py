@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from nasforge.errors import ConfigError
-from nasforge.search.qlearning import EPSILON_SCHEDULE
+from nasforge.search.qlearning import PRESETS
 
 
 @dataclass
@@ -34,14 +34,26 @@ class MultiTrialConfig:
     gpus_per_trial: float = 0.0
     max_retries: int = 2
     max_duplicates: int = 1000
-    # agent (BlockQNN)
-    q_lr: float = 0.01
-    gamma: float = 1.0
-    q_init: float = 0.5
-    replay_batch: int = 64
-    blocks_per_iteration: int = 64
-    epsilon_schedule: list = field(default_factory=lambda: [list(x) for x in EPSILON_SCHEDULE])
+    # agent (BlockQNN). Fields left None take the value of the preset ``q_preset``
+    # (nasforge.search.qlearning.PRESETS, docs/experiments.md)
+    q_preset: str = "auto"  # paper | nb201 | auto (nb201 over --space nb201, paper otherwise)
+    q_lr: Optional[float] = None  # Q-learning rate α (paper 0.01, nb201 0.1)
+    gamma: Optional[float] = None  # discount γ (1)
+    q_init: Optional[float] = None  # initial Q-value (0.5)
+    replay_batch: Optional[int] = None  # trajectories replayed per update (64)
+    blocks_per_iteration: Optional[int] = None  # blocks per ε iteration of the schedule (64)
+    epsilon_schedule: Optional[list] = None  # [[ε, iterations], ...] (paper: Table 2; nb201: 30 % at ε = 1, ..., 38 % at 0.1)
+    replay_every: Optional[int] = None  # replay after this many new results; 0 = after each schedule batch (paper; nb201: 1)
+    avoid_seen: Optional[bool] = None  # never re-propose a proposed architecture (paper: false; nb201 and enas: true)
+    q_state: Optional[str] = None  # nb201 agent state: chain = (edge, last op) (paper) | edge = (edge,) (nb201)
     max_layers: int = 10
+    # REINFORCE (method enas over --space nb201, nasforge.search.reinforce)
+    controller_lr: float = 1e-2  # controller Adam lr (ours for 10^2-10^3 queries; paper 3.5e-4)
+    baseline_decay: float = 0.9  # moving-average baseline decay (ours; paper 0.99)
+    entropy_weight: float = 1e-4  # entropy bonus added to the reward (paper)
+    controller_hidden: int = 100  # LSTM units (paper)
+    tanh_constant: Optional[float] = 2.5  # logits c·tanh(u/T) (paper)
+    temperature: Optional[float] = 5.0  # T (paper)
     # reward (eq. 7)
     mu: float = 0.005
     rho: float = 0.01
@@ -69,10 +81,20 @@ class MultiTrialConfig:
         if self.executor not in ("local", "ray", "inline"):
             raise ConfigError(f"config key 'executor' must be local, ray or inline, got {self.executor!r}")
         for k in ("trials", "workers", "max_layers", "epochs", "batch_size", "channels", "blocks_per_stage", "stages", "blocks_per_iteration"):
-            if getattr(self, k) < 1:
+            if getattr(self, k) is not None and getattr(self, k) < 1:
                 raise ConfigError(f"config key {k!r} must be at least 1, got {getattr(self, k)}")
-        for e in self.epsilon_schedule:
+        if self.q_preset not in ("auto", *PRESETS):
+            raise ConfigError(f"config key 'q_preset' must be auto, {' or '.join(PRESETS)}, got {self.q_preset!r}")
+        if self.q_state not in (None, "chain", "edge"):
+            raise ConfigError(f"config key 'q_state' must be chain or edge, got {self.q_state!r}")
+        if self.space == "nb201":
+            from nasforge.spaces.nb201 import check_metric
+
+            if not self.metric.endswith("-val"):
+                raise ConfigError(f"config key 'metric' must be a NAS-Bench-201 validation column (cifar10-val, cifar100-val, imagenet-val), got {self.metric!r}")
+            check_metric(self.metric)
+        for e in self.epsilon_schedule or []:
             if not (isinstance(e, (list, tuple)) and len(e) == 2 and 0.0 <= float(e[0]) <= 1.0 and int(e[1]) >= 0):
                 raise ConfigError(f"config key 'epsilon_schedule' must be a list of [epsilon in 0..1, iterations], got {e!r}")
-        if not 0.0 <= self.q_lr <= 1.0:
+        if self.q_lr is not None and not 0.0 <= self.q_lr <= 1.0:
             raise ConfigError(f"config key 'q_lr' must be in [0, 1], got {self.q_lr}")
