@@ -235,10 +235,9 @@ def run_search(method: str, args: argparse.Namespace) -> int:
     if resume and not store_path.exists():
         raise ConfigError(f"--resume: no {STORE_FILE} in {out}")
     cfg = resolve_config(args, out)
-    if cfg.executor == "ray":
-        from nasforge.runners.executors import check_ray_address
-
-        check_ray_address(cfg.address)
+    executor = None
+    if cfg.executor == "ray":  # start or join Ray before the run folder is touched: a failure is one line, nothing written
+        executor = make_executor("ray", cfg.workers, address=cfg.address, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, max_retries=cfg.max_retries)
     if cfg.space == "nb201":  # fail before anything is written when the table is missing
         from nasforge.search.early_stop import _nb201
 
@@ -246,8 +245,12 @@ def run_search(method: str, args: argparse.Namespace) -> int:
     grammar = make_grammar(cfg)
     strategy = make_strategy(method, cfg, grammar)
     evaluate, task_config = evaluator_and_config(cfg)
-    store = TrialStore(store_path)
-    executor = None
+    try:
+        store = TrialStore(store_path)
+    except BaseException:
+        if executor is not None:
+            executor.shutdown()
+        raise
     try:
         if resume:
             if store.get_state("method") not in (None, method):
@@ -266,7 +269,7 @@ def run_search(method: str, args: argparse.Namespace) -> int:
         metrics_path = out / "metrics.jsonl"
         best = [rebuild_metrics(store, metrics_path)]
         writer = MetricsWriter(metrics_path, key="trial")
-        executor = make_executor(cfg.executor, cfg.workers, address=cfg.address, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, max_retries=cfg.max_retries,
+        executor = executor or make_executor(cfg.executor, cfg.workers, address=cfg.address, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, max_retries=cfg.max_retries,
             preload=preload_modules(evaluate, task_config),
         )
 
@@ -281,6 +284,7 @@ def run_search(method: str, args: argparse.Namespace) -> int:
             summary = run_trials(
                 strategy, store, executor, evaluate=evaluate, config=task_config, n_trials=cfg.trials,
                 max_retries=cfg.max_retries, max_duplicates=cfg.max_duplicates, on_result=on_result, progress=bar,
+                ordered=cfg.deterministic, window=cfg.workers,
             )
         finally:
             bar.close()
