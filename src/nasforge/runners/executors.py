@@ -8,13 +8,15 @@ evaluating the trial vanished (killed, out of memory), so it may retry the trial
 - :class:`InlineExecutor`: in the driver process, one at a time (table look-ups).
 - :class:`LocalPoolExecutor`: ``workers`` slots, each a one-process
   :class:`concurrent.futures.ProcessPoolExecutor`, so a dying worker breaks only its own
-  slot: the slot is rebuilt and only that trial is reported as died. Workers start from a
+  slot: the slot is rebuilt and only that trial is reported as died (a dying forkserver
+  breaks the slots it served, each handled the same way). Workers start from a
   ``forkserver`` that has imported the evaluator's module once (``preload``), so a new or
   replaced worker costs a fork, not a fresh ``import torch``; ``spawn`` is the fallback
   where forkserver is unavailable.
 - :class:`RayExecutor`: one Ray task per trial with ``num_cpus``/``num_gpus`` per trial;
   Ray itself re-runs a task whose worker died (``max_retries``); when those retries are
-  spent the trial comes back as died and the runner decides.
+  spent the trial comes back as died and the runner decides. A local Ray it starts is
+  loopback-only and dies with the driver (:mod:`nasforge.runners.ray_local`).
 """
 
 from __future__ import annotations

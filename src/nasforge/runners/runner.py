@@ -13,9 +13,12 @@ finished one returns its stored reward to the strategy at once, one still runnin
 skipped. Those duplicates do not count as trials; after ``max_duplicates`` of them in a
 row the search stops early (the policy has converged).
 
-Persistence (see :mod:`nasforge.runners.store`): each submit and each result is one
-transaction together with the strategy state, so ``--resume`` re-submits only the trials
-that were running when the driver died.
+Persistence (see :mod:`nasforge.runners.store`): each proposal, each result and each
+update of the strategy is one transaction together with the strategy state, so
+``--resume`` re-submits only the trials that were running when the driver died. With
+``ordered=True`` (``--deterministic``) the strategy's proposals and updates follow one
+fixed interleaving whatever order results come back in, which makes a resumed search
+identical to an uninterrupted one (see :func:`run_trials` and ``docs/scaling.md``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ So a driver killed at any instant resumes from a consistent pair (trials, state)
 finished trials are never run again and the Q-table is exactly as after the last
 recorded result.
 
+A write that fails (a full disk, an I/O error) is rolled back and raised as one
+:class:`StoreError` sentence; what was stored before is untouched.
+
 A second driver on the same store is refused (an exclusive ``flock`` on
 ``<store>.lock``); a damaged file gives :class:`StoreError` and is left untouched.
 """
