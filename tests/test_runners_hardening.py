@@ -139,31 +139,37 @@ def test_killing_the_forkserver_is_a_retry_not_a_crash(tmp_path, shared_data):
 def _resume_cases():
     nb201 = Path(os.environ.get("NASFORGE_DATA", "/nonexistent")) / "nas-bench-201"
     space = "nb201" if nb201.is_dir() else "nsc"
-    return [("blockqnn", "nsc"), ("random", space)]
+    return [("blockqnn", "nsc", "synthetic", (1, 3, 5)), ("random", space, "synthetic", (1, 3, 5)), ("blockqnn", "nsc", "train", (3,))]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method,space", _resume_cases())
-def test_deterministic_kill_and_resume_is_exact(tmp_path, method, space):
+@pytest.mark.parametrize("method,space,evaluator,moments", _resume_cases())
+def test_deterministic_kill_and_resume_is_exact(tmp_path, method, space, evaluator, moments):
     """Process pool, 2 workers, --deterministic: a driver SIGKILLed after 1, 3 and 5
     finished trials and resumed ends with the uninterrupted run's trials (same ids,
     architectures, rewards, in the same order), the same strategy state (Q-table, replay
-    memory, RNG) and the same arch.json. Trials take different times (``jitter``), so
-    results come back out of proposal order."""
-    # a deterministic score of the architecture, not training or the table look-up: the
-    # runner is under test, and a pool worker re-reads the 2.9 MB table for every trial
-    cfg = _cfg(tmp_path / "cfg.yaml", evaluator="nasforge.runners.faults:synthetic", evaluator_config={"sleep": 0.05, "jitter": 0.35}, max_layers=4)
+    memory, RNG) and the same arch.json. ``synthetic``: a deterministic score of the
+    architecture after a per-architecture sleep, so results come back out of proposal
+    order (and no 2.9 MB NAS-Bench-201 table re-read by a pool worker for every trial);
+    ``train``: real early-stop training on digits at tiny settings."""
+    if evaluator == "synthetic":
+        cfg = _cfg(tmp_path / "cfg.yaml", evaluator="nasforge.runners.faults:synthetic", evaluator_config={"sleep": 0.05, "jitter": 0.35}, max_layers=4)
+        extra = ["--trials", "10"]
+    else:
+        cfg = _cfg(tmp_path / "cfg.yaml", channels=4, head_hidden=16, limit=150, max_layers=3)
+        extra = ["--trials", "8", "--data", "digits", "--epochs", "1"]
 
     def cmd(out: Path) -> list[str]:
         return [sys.executable, "-m", "nasforge", "search", method, "--space", space, "--out", str(out), "--config", str(cfg),
-                "--trials", "10", "--workers", "2", "--executor", "local", "--deterministic", "--seed", "1", "--no-progress"]
+                *extra, "--workers", "2", "--executor", "local", "--deterministic", "--seed", "1", "--no-progress"]
 
     ref = tmp_path / "ref"
     res = subprocess.run(cmd(ref), env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     want = _snapshot(ref / "trials.sqlite")
-    assert len(want[0]) == 10
-    for k in (1, 3, 5):
+    n = int(extra[1])
+    assert len(want[0]) == n
+    for k in moments:
         out = tmp_path / f"kill{k}"
         proc = subprocess.Popen(cmd(out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + 120
@@ -174,7 +180,7 @@ def test_deterministic_kill_and_resume_is_exact(tmp_path, method, space):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         at_kill = _n_finished(out / "trials.sqlite")
-        assert k <= at_kill < 10
+        assert k <= at_kill < n
         res = subprocess.run(cmd(out) + ["--resume"], env=ENV, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stdout + res.stderr
         got = _snapshot(out / "trials.sqlite")

@@ -174,7 +174,9 @@ def run_trials(
         if dup_run >= max_duplicates:
             summary.stopped_early = True
             summary.events.append(f"stopped after {dup_run} duplicate proposals in a row")
-        store.save_state(states())
+            store.save_state(states())
+        # otherwise not saved: after a kill, the stored state replays the same duplicates
+        # (what they depend on, the strategy state and what it has learnt from, is stored)
 
     def may_propose() -> bool:
         return store.count() < n_trials and not summary.stopped_early
