@@ -264,3 +264,24 @@ def test_full_disk_in_the_library_is_a_store_error(tmp_path):
                 st.submit(f"k{i}", {"x": "y" * 2000}, {}, {}, state={"strategy": {"big": "z" * 5000}})
         assert not st.conn.in_transaction
         assert [(t.id, t.key, t.status, t.reward) for t in st.trials()][:3] == before
+
+
+def test_ordered_mode_with_a_killed_worker_matches_a_clean_run(tmp_path):
+    """Pool workers SIGKILLed during trials 2 and 4 (retried) change nothing in ordered
+    mode: the same trials and strategy state as a run where no worker died."""
+    from nasforge.runners import LocalPoolExecutor
+    from nasforge.search.blockqnn import BlockQNNStrategy
+
+    (tmp_path / "crash").mkdir()
+    got = []
+    for name, cfg in (("clean", {}), ("crash", {"crash_trials": [2, 4], "crash_dir": str(tmp_path / "crash")})):
+        ex = LocalPoolExecutor(2)
+        try:
+            with TrialStore(tmp_path / f"{name}.sqlite") as st:
+                strat = BlockQNNStrategy(NSCGrammar(max_layers=4), n_trials=8, seed=5)
+                s = run_trials(strat, st, ex, evaluate="nasforge.runners.faults:crash_once", config=cfg, n_trials=8, ordered=True)
+                got.append(([(t.id, t.key, t.status, t.reward) for t in st.trials()], strat.state_dict(), s.retried))
+        finally:
+            ex.shutdown()
+    assert got[1][2] == 2 and got[0][2] == 0
+    assert got[0][:2] == got[1][:2]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nasforge.errors import ConfigError
-from nasforge.runners.ray_local import RayWatchdog, check_ray_address, quiet_ray_init, start_local_ray
+from nasforge.runners.ray_local import RayWatchdog, check_ray_address, join_ray, start_local_ray
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class RayExecutor:
                 start_local_ray(ray, num_cpus=max(1, int(workers * cpus_per_trial)), num_gpus=None if gpus_per_trial else 0)
                 self._watchdog = RayWatchdog(ray)
             else:
-                quiet_ray_init(ray, address, address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                join_ray(ray, address)
             self._owns = True
         self._remote = ray.remote(run_task).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries, retry_exceptions=False)
         self._running: dict[Any, int] = {}

@@ -81,32 +81,57 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
 
 
 @contextlib.contextmanager
-def _captured_output() -> Iterator[Any]:
-    """Send fds 1 and 2 (Ray's C++ logging and prints) to a temporary file meanwhile."""
+def _captured_output(release_after: float | None = None) -> Iterator[Any]:
+    """Send fds 1 and 2 (Ray's C++ logging and prints) to a temporary file meanwhile.
+
+    After ``release_after`` seconds the console is given back and what was captured is
+    shown, so that a ``ray.init`` that keeps retrying is not a silent hang."""
+    import threading
+
     for f in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             f.flush()
     tmp = tempfile.TemporaryFile(mode="w+b")
     saved = [os.dup(1), os.dup(2)]
+    lock = threading.Lock()
+    released = [False]
+
+    def release(show: bool) -> None:
+        with lock:
+            if released[0]:
+                return
+            released[0] = True
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            if show:
+                tmp.flush()
+                tmp.seek(0)
+                os.write(2, b"nasforge: Ray has not answered for %d s; its messages so far:\n" % int(release_after or 0) + tmp.read())
+
+    timer = threading.Timer(release_after, release, args=(True,)) if release_after else None
     try:
         os.dup2(tmp.fileno(), 1)
         os.dup2(tmp.fileno(), 2)
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         yield tmp
     finally:
+        if timer is not None:
+            timer.cancel()
         for f in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 f.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
+        release(False)
         for fd in saved:
             os.close(fd)
         tmp.close()
 
 
-def quiet_ray_init(ray: Any, where: str, **kw: Any) -> None:
+def quiet_ray_init(ray: Any, where: str, release_after: float | None = None, **kw: Any) -> None:
     """``ray.init(**kw)`` without Ray's console output; errors as one ConfigError line."""
     err: BaseException | None = None
-    with _captured_output() as tmp:
+    with _captured_output(release_after) as tmp:
         try:
             ray.init(**kw)
         except BaseException as e:  # noqa: BLE001 - Ray raises many kinds; reported below
@@ -123,18 +148,16 @@ def quiet_ray_init(ray: Any, where: str, **kw: Any) -> None:
         raise ConfigError(f"cannot start or join Ray at {where} ({first[:200]})") from None
 
 
-def start_local_ray(ray: Any, num_cpus: int, num_gpus: float | None) -> None:
-    """Start a loopback-only local Ray (see the module docstring)."""
+@contextlib.contextmanager
+def _single_machine(ray: Any) -> Iterator[None]:
+    """Ray's single-machine mode meanwhile: loopback stays loopback (see module docstring)."""
     old_env = {k: os.environ.get(k) for k in LOCAL_RAY_ENV}
     os.environ.update(LOCAL_RAY_ENV)
     consts = ray._private.ray_constants
     old_flag = getattr(consts, "ENABLE_RAY_CLUSTER", None)
     consts.ENABLE_RAY_CLUSTER = False  # read at call time; the env var only at Ray's import
     try:
-        quiet_ray_init(
-            ray, "a new local cluster", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, dashboard_host="127.0.0.1",
-            _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False,
-        )
+        yield
     finally:
         consts.ENABLE_RAY_CLUSTER = old_flag
         for k, v in old_env.items():
@@ -142,6 +165,20 @@ def start_local_ray(ray: Any, num_cpus: int, num_gpus: float | None) -> None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def start_local_ray(ray: Any, num_cpus: int, num_gpus: float | None) -> None:
+    """Start a loopback-only local Ray (see the module docstring)."""
+    with _single_machine(ray):
+        quiet_ray_init(
+            ray, "a new local cluster", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, dashboard_host="127.0.0.1",
+            _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False,
+        )
+
+
+def join_ray(ray: Any, address: str) -> None:
+    """Join the cluster at ``address`` (after :func:`check_ray_address`)."""
+    quiet_ray_init(ray, address, release_after=30.0, address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 _WATCHDOG = r"""
