@@ -168,10 +168,12 @@ def _single_machine(ray: Any) -> Iterator[None]:
 
 
 def start_local_ray(ray: Any, num_cpus: int, num_gpus: float | None) -> None:
-    """Start a loopback-only local Ray (see the module docstring)."""
+    """Start a loopback-only local Ray (see the module docstring); always a new one
+    (``address="local"``), never a cluster that ``RAY_ADDRESS`` or a ``ray start`` on
+    this machine points to."""
     with _single_machine(ray):
         quiet_ray_init(
-            ray, "a new local cluster", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, dashboard_host="127.0.0.1",
+            ray, "a new local cluster", address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, dashboard_host="127.0.0.1",
             _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False,
         )
 
