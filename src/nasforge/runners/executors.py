@@ -8,27 +8,33 @@ evaluating the trial vanished (killed, out of memory), so it may retry the trial
 - :class:`InlineExecutor`: in the driver process, one at a time (table look-ups).
 - :class:`LocalPoolExecutor`: ``workers`` slots, each a one-process
   :class:`concurrent.futures.ProcessPoolExecutor`, so a dying worker breaks only its own
-  slot: the slot is rebuilt and only that trial is reported as died. Workers start from a
+  slot: the slot is rebuilt and only that trial is reported as died (a dying forkserver
+  breaks the slots it served, each handled the same way). Workers start from a
   ``forkserver`` that has imported the evaluator's module once (``preload``), so a new or
   replaced worker costs a fork, not a fresh ``import torch``; ``spawn`` is the fallback
   where forkserver is unavailable.
 - :class:`RayExecutor`: one Ray task per trial with ``num_cpus``/``num_gpus`` per trial;
   Ray itself re-runs a task whose worker died (``max_retries``); when those retries are
-  spent the trial comes back as died and the runner decides.
+  spent the trial comes back as died and the runner decides. A local Ray it starts is
+  loopback-only and dies with the driver (:mod:`nasforge.runners.ray_local`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import importlib
+import logging
 import multiprocessing as mp
 import os
-import socket
+import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 from nasforge.errors import ConfigError
+from nasforge.runners.ray_local import RayWatchdog, check_ray_address, join_ray, start_local_ray
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,7 +108,18 @@ def _watch_driver(driver_pid: int, interval: float = 0.5) -> None:
 
 
 class LocalPoolExecutor:
+    """``workers`` one-process pools; any pool process dying is a retry, never a crash.
+
+    A worker killed (SIGKILL, out of memory) breaks only its slot. The forkserver dying
+    breaks every slot whose worker it forked (their exit codes come through it) and the
+    next worker start may fail with ``EOFError``/``ConnectionRefusedError`` while it is
+    being restarted. Both cases are handled the same way: the broken slot's processes
+    are killed, the slot is rebuilt (``restarts`` counts it) and its trial is reported
+    ``worker_died`` so that the runner re-submits it; a slot that cannot start a worker
+    is retried with a short back-off before its trial is reported as died."""
+
     name = "local"
+    START_ATTEMPTS = 5
 
     def __init__(self, workers: int = 1, start_method: str | None = None, preload: list[str] | None = None):
         if workers < 1:
@@ -115,15 +132,31 @@ class LocalPoolExecutor:
             self._ctx.set_forkserver_preload(list(preload))
         self._slots: list[cf.ProcessPoolExecutor] = [self._new_slot() for _ in range(workers)]
         self._running: dict[cf.Future, tuple[int, int]] = {}  # future -> (trial_id, slot)
+        self._died: list[Outcome] = []  # trials whose worker could not even be started
+        self.restarts = 0
 
     def _new_slot(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, initializer=_watch_driver, initargs=(os.getpid(),))
 
+    def _replace_slot(self, slot: int) -> None:
+        old = self._slots[slot]
+        for p in list((getattr(old, "_processes", None) or {}).values()):
+            try:  # an orphan of a dead forkserver would otherwise wait on its queue until the driver exits
+                p.kill()
+            except Exception:
+                pass
+        try:
+            old.shutdown(wait=False, cancel_futures=True)
+        except Exception:
+            pass
+        self._slots[slot] = self._new_slot()
+        self.restarts += 1
+
     def busy(self) -> int:
-        return len(self._running)
+        return len(self._running) + len(self._died)
 
     def free(self) -> int:
-        return self.capacity - len(self._running)
+        return self.capacity - self.busy()
 
     def worker_pids(self) -> list[int]:
         return [pid for s in self._slots for pid in getattr(s, "_processes", {}) or {}]
@@ -131,26 +164,32 @@ class LocalPoolExecutor:
     def submit(self, trial_id: int, fn_path: str, task: dict) -> None:
         used = {slot for _, slot in self._running.values()}
         slot = next(i for i in range(self.capacity) if i not in used)
-        try:
-            fut = self._slots[slot].submit(run_task, fn_path, task)
-        except BrokenProcessPool:
-            self._slots[slot] = self._new_slot()
-            fut = self._slots[slot].submit(run_task, fn_path, task)
-        self._running[fut] = (trial_id, slot)
+        err: BaseException | None = None
+        for attempt in range(self.START_ATTEMPTS):
+            try:
+                fut = self._slots[slot].submit(run_task, fn_path, task)
+            except (BrokenProcessPool, EOFError, OSError, RuntimeError) as e:  # a dead worker or forkserver
+                err = e
+                logger.info("worker slot %d could not start (%s); rebuilding it", slot, _err(e))
+                self._replace_slot(slot)
+                time.sleep(min(1.0, 0.05 * 2**attempt))  # the forkserver is restarted on the next start
+                continue
+            self._running[fut] = (trial_id, slot)
+            return
+        self._died.append(Outcome(trial_id, False, error=f"could not start a worker process ({_err(err) if err else '?'})", worker_died=True))
 
     def wait(self, timeout: float | None = None) -> list[Outcome]:
+        out, self._died = self._died, []
         if not self._running:
-            return []
-        done, _ = cf.wait(list(self._running), timeout=timeout, return_when=cf.FIRST_COMPLETED)
-        out = []
+            return out
+        done, _ = cf.wait(list(self._running), timeout=0 if out else timeout, return_when=cf.FIRST_COMPLETED)
         for fut in done:
             trial_id, slot = self._running.pop(fut)
             exc = fut.exception()
             if exc is None:
                 out.append(Outcome(trial_id, True, fut.result()))
             elif isinstance(exc, BrokenProcessPool):
-                self._slots[slot].shutdown(wait=False, cancel_futures=True)
-                self._slots[slot] = self._new_slot()
+                self._replace_slot(slot)
                 out.append(Outcome(trial_id, False, error="worker process died", worker_died=True))
             else:
                 out.append(Outcome(trial_id, False, error=_err(exc)))
@@ -159,20 +198,6 @@ class LocalPoolExecutor:
     def shutdown(self) -> None:
         for s in self._slots:
             s.shutdown(wait=False, cancel_futures=True)
-
-
-def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
-    """Fail fast with one line when a ``host:port`` Ray address cannot be reached."""
-    if not address or address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"Ray address {address!r} is not of the form host:port, 'auto' or 'local'")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise ConfigError(f"cannot reach the Ray cluster at {address} ({e.strerror or e})") from None
 
 
 class RayExecutor:
@@ -186,17 +211,14 @@ class RayExecutor:
         self.ray = ray
         self.capacity = workers
         self._owns = False
+        self._watchdog: RayWatchdog | None = None
         if not ray.is_initialized():
             check_ray_address(address)
-            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-            try:
-                if address in (None, "", "local"):
-                    ray.init(num_cpus=max(1, int(workers * cpus_per_trial)), num_gpus=None if gpus_per_trial else 0, **kw)
-                else:
-                    ray.init(address=address, **kw)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ConfigError(f"cannot start or join Ray at {address or 'a new local cluster'} ({first[:200]})") from None
+            if address in (None, "", "local"):
+                start_local_ray(ray, num_cpus=max(1, int(workers * cpus_per_trial)), num_gpus=None if gpus_per_trial else 0)
+                self._watchdog = RayWatchdog(ray)
+            else:
+                join_ray(ray, address)
             self._owns = True
         self._remote = ray.remote(run_task).options(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries, retry_exceptions=False)
         self._running: dict[Any, int] = {}
@@ -236,6 +258,10 @@ class RayExecutor:
         self._running.clear()
         if self._owns:
             self.ray.shutdown()
+            self._owns = False
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
 
 def make_executor(kind: str, workers: int, *, address: str | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, max_retries: int = 2, preload: list[str] | None = None):

@@ -5,7 +5,8 @@
   ran);
 - :func:`crash_once`: SIGKILLs its own worker process the first time it sees a trial in
   ``config["crash_trials"]`` (a marker file in ``config["crash_dir"]`` remembers it), then
-  evaluates with ``config["delegate"]`` — fault injection for retry tests.
+  evaluates with ``config["delegate"]`` — fault injection for retry tests;
+- :func:`delayed`: sleeps, then evaluates with ``config["delegate"]``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,20 @@ from pathlib import Path
 from nasforge.runners.executors import run_task
 
 
+def _jitter(task: dict) -> None:
+    """``config["sleep"]`` seconds plus ``config["jitter"]`` × a per-architecture fraction
+    (so trials finish out of proposal order, deterministically per architecture)."""
+    cfg = task.get("config", {})
+    blob = json.dumps(task["arch"], sort_keys=True).encode()
+    frac = int(hashlib.sha256(blob).hexdigest()[8:16], 16) / 0xFFFFFFFF
+    t = float(cfg.get("sleep") or 0.0) + float(cfg.get("jitter") or 0.0) * frac
+    if t > 0:
+        time.sleep(t)
+
+
 def synthetic(task: dict) -> dict:
     cfg = task.get("config", {})
-    if cfg.get("sleep"):
-        time.sleep(float(cfg["sleep"]))
+    _jitter(task)
     blob = json.dumps(task["arch"], sort_keys=True).encode()
     acc = int(hashlib.sha256(blob).hexdigest()[:8], 16) / 0xFFFFFFFF
     if cfg.get("log"):
@@ -44,3 +55,10 @@ def crash_once(task: dict) -> dict:
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
     return run_task(cfg.get("delegate", "nasforge.runners.faults:synthetic"), task)
+
+
+def delayed(task: dict) -> dict:
+    """Sleep as :func:`synthetic` does, then evaluate with ``config["delegate"]`` (e.g. the
+    NAS-Bench-201 table look-up, which is otherwise too quick to interrupt mid-search)."""
+    _jitter(task)
+    return run_task(task.get("config", {}).get("delegate", "nasforge.runners.faults:synthetic"), task)

@@ -153,10 +153,6 @@ def run_search(
         from nasforge.utils.device import resolve_device
 
         cfg.device = str(resolve_device(cfg.device))
-    if cfg.executor == "ray":
-        from nasforge.runners.executors import check_ray_address
-
-        check_ray_address(cfg.address)
     if cfg.space == "nb201":  # fail before anything is written when the table is missing
         from nasforge.search.early_stop import _nb201
 
@@ -164,11 +160,18 @@ def run_search(
     grammar = make_grammar(cfg, method)
     strategy = make_strategy(method, cfg, grammar)
     evaluate, task_config = evaluator_and_config(cfg)
-    # the run folder: locked for the run's life, a finished run refused without --resume/--overwrite
-    rd = RunDir(out, command="search", method=method, space=cfg.space, config=asdict(cfg), resume=resume,
-                overwrite=overwrite, metrics_key="trial", require_checkpoint=False).open()
-    store = None
     executor = None
+    if cfg.executor == "ray":  # start or join Ray before the run folder is touched: a failure is one line, nothing written
+        executor = make_executor("ray", cfg.workers, address=cfg.address, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, max_retries=cfg.max_retries)
+    # the run folder: locked for the run's life, a finished run refused without --resume/--overwrite
+    try:
+        rd = RunDir(out, command="search", method=method, space=cfg.space, config=asdict(cfg), resume=resume,
+                    overwrite=overwrite, metrics_key="trial", require_checkpoint=False).open()
+    except BaseException:
+        if executor is not None:
+            executor.shutdown()
+        raise
+    store = None
     try:
         store = TrialStore(store_path)
         if resume:
@@ -188,7 +191,7 @@ def run_search(
         metrics_path = out / "metrics.jsonl"
         best = [rebuild_metrics(store, metrics_path)]
         writer = MetricsWriter(metrics_path, key="trial")
-        executor = make_executor(cfg.executor, cfg.workers, address=cfg.address, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, max_retries=cfg.max_retries,
+        executor = executor or make_executor(cfg.executor, cfg.workers, address=cfg.address, cpus_per_trial=cfg.cpus_per_trial, gpus_per_trial=cfg.gpus_per_trial, max_retries=cfg.max_retries,
             preload=preload_modules(evaluate, task_config),
         )
 
@@ -204,6 +207,7 @@ def run_search(
             summary = run_trials(
                 strategy, store, executor, evaluate=evaluate, config=task_config, n_trials=cfg.trials,
                 max_retries=cfg.max_retries, max_duplicates=cfg.max_duplicates, on_result=on_result, progress=bar,
+                ordered=cfg.deterministic, window=cfg.workers,
             )
         finally:
             bar.close()

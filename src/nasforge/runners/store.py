@@ -12,12 +12,16 @@ So a driver killed at any instant resumes from a consistent pair (trials, state)
 finished trials are never run again and the Q-table is exactly as after the last
 recorded result.
 
+A write that fails (a full disk, an I/O error) is rolled back and raised as one
+:class:`StoreError` sentence; what was stored before is untouched.
+
 A second driver on the same store is refused (an exclusive ``flock`` on
 ``<store>.lock``); a damaged file gives :class:`StoreError` and is left untouched.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -139,17 +143,34 @@ class TrialStore:
 
     # ---- transactions -----------------------------------------------------------------
     def _tx(self, fn) -> Any:
+        """Run ``fn(conn)`` as one transaction: all of it is stored, or none of it.
+
+        A write that fails (a full disk: ``database or disk is full`` / ENOSPC, an I/O
+        error) is rolled back, so every trial and state stored before stays as it was,
+        and becomes one :class:`StoreError` sentence."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 out = fn(self.conn)
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL)
+                    try:
+                        self.conn.execute("ROLLBACK")
+                    except sqlite3.DatabaseError:
+                        pass
                 raise
-            self.conn.execute("COMMIT")
             return out
-        except sqlite3.DatabaseError as e:
+        except sqlite3.IntegrityError as e:
             raise StoreError(f"trial store {self.path}: {e}") from None
+        except (sqlite3.DatabaseError, OSError) as e:
+            msg = str(e)
+            if "full" in msg or getattr(e, "errno", None) == errno.ENOSPC:
+                raise StoreError(
+                    f"trial store {self.path} could not be written ({msg}): the disk is full; every trial stored so far is kept, "
+                    "free some space and continue with --resume"
+                ) from None
+            raise StoreError(f"trial store {self.path} could not be written ({msg}); every trial stored so far is kept") from None
 
     def _put_state(self, c: sqlite3.Connection, state: dict | None) -> None:
         if state is not None:
