@@ -110,7 +110,9 @@ class _Crash(Exception):
 
 
 def test_switches_to_asgd_and_resumes_exactly(tmp_path):
-    corpus = _write_corpus(tmp_path / "corpus", seed=1, lines=250)
+    # corpus seed 2: the switch lands at epoch 3 of 6 on AMD and Intel alike (seed 1 put it at the
+    # last epoch on this AMD machine, where a resume after it tests nothing)
+    corpus = _write_corpus(tmp_path / "corpus", seed=2, lines=250)
     # nonmono=1: switch to ASGD as soon as an epoch is worse than the best before the last one
     cfg = _cfg(corpus, epochs=6, nonmono=1, lr=60.0, emsize=16, nhid=16)
     arch = load_arch("DARTS_RNN_V2")
