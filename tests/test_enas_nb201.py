@@ -47,14 +47,19 @@ def test_nb201_cli_writes_a_cell_and_resumes(shared_data, tmp_path):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             return cli.main(list(args)), err.getvalue()
 
+    # `search enas --space nb201` runs the controller as a multi-trial strategy (nasforge.search.reinforce):
+    # the budget counts distinct cells, as for random search and BlockQNN, and --metric picks the column
     out = tmp_path / "nb"
-    rc, err = run("search", "enas", "--space", "nb201", "--trials", "40", "--controller-steps", "20", "--no-progress", "--out", str(out))
+    rc, err = run("search", "enas", "--space", "nb201", "--trials", "40", "--metric", "cifar100-val", "--no-progress", "--out", str(out))
     assert rc == 0, err
     arch = load_arch(out / "arch.json")
-    assert arch.kind == "cell" and arch.inputs == 1 and arch.meta["queries"] == 40
+    assert arch.kind == "cell" and arch.inputs == 1 and arch.meta["metric"] == "cifar100-val"
     recs = read_jsonl(out / "metrics.jsonl")
-    assert [r["queries"] for r in recs] == [20, 40]
-    # continuing the finished run to more trials is not allowed to lose the first records
-    rc, err = run("search", "enas", "--space", "nb201", "--trials", "60", "--controller-steps", "20", "--no-progress", "--out", str(out), "--resume")
+    assert [r["trial"] for r in recs] == list(range(1, 41)) and {r["metric"] for r in recs} == {"cifar100-val"}
+    # continuing the finished run to more trials keeps the first records
+    rc, err = run("search", "enas", "--space", "nb201", "--trials", "60", "--no-progress", "--out", str(out), "--resume")
     assert rc == 0, err
-    assert [r["queries"] for r in read_jsonl(out / "metrics.jsonl")] == [20, 40, 60]
+    assert [r["trial"] for r in read_jsonl(out / "metrics.jsonl")] == list(range(1, 61))
+    # the one-shot ENAS flags do not apply to the table search
+    rc, err = run("search", "enas", "--space", "nb201", "--controller-steps", "20", "--out", str(tmp_path / "x"))
+    assert rc == 2 and "--controller-steps does not apply" in err

@@ -32,12 +32,13 @@ def data_ref(data: Any) -> str:
 
 def run_config(spec: MethodSpec, cfg: Any, out: str | Path | None, *, resume: bool = False, overwrite: bool = False, progress: bool = False) -> SearchResult:
     """Run a resolved config of a registered method (the CLI's entry point too)."""
-    if spec.kind == "one-shot":
-        variants = [v for v in spec.variants if type(cfg) is v.config]
-        if not variants:
-            raise ConfigError(f"search {spec.name} takes a {' or '.join(v.config.__name__ for v in spec.variants)}, got {type(cfg).__name__}")
-        target = variants[0].target
-        return target(cfg, Path(out) if out is not None else None, resume=resume, overwrite=overwrite, progress=progress)
+    space = getattr(cfg, "space", None)
+    variants = [v for v in spec.variants if type(cfg) is v.config and (space is None or space in v.spaces)]
+    if not variants:
+        raise ConfigError(f"search {spec.name} takes a {' or '.join(v.config.__name__ for v in spec.variants)} for its spaces, got {type(cfg).__name__}")
+    variant = variants[0]
+    if variant.kind == "one-shot":
+        return variant.target(cfg, Path(out) if out is not None else None, resume=resume, overwrite=overwrite, progress=progress)
     if out is None:
         raise ConfigError(f"search {spec.name} keeps its trials in a run folder: pass out=...")
     from nasforge.runners.search_run import run_search

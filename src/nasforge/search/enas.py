@@ -244,7 +244,7 @@ class ENAS:
 
 
 @register_method(
-    "enas", config=EnasConfig, kind="one-shot", spaces=SPACES, space_defaults={"rnn": {"data": "ptb"}},
+    "enas", config=EnasConfig, kind="one-shot", spaces=tuple(s for s in SPACES if s != "nb201"), space_defaults={"rnn": {"data": "ptb"}},
     summary="ENAS: a REINFORCE controller over shared weights (Pham et al. 2018)",
 )
 def run_enas(cfg: EnasConfig, out=None, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> SearchResult:

@@ -37,6 +37,7 @@ METHOD_MODULES = (
     "nasforge.search.enas",
     "nasforge.search.blockqnn",
     "nasforge.search.random_search",
+    "nasforge.search.reinforce",
 )
 
 
@@ -69,11 +70,14 @@ class Variant:
     target: Any
     spaces: tuple[str, ...]
     space_defaults: dict[str, dict[str, Any]]
+    kind: str = "one-shot"
 
 
 @dataclass
 class MethodSpec:
-    """A registered method: its family and one :class:`Variant` per group of spaces."""
+    """A registered method: its family (that of its first registration) and one :class:`Variant`
+    per group of spaces; a variant may be of the other family (ENAS on the NAS-Bench-201 table
+    is multi-trial: every controller sample is a table query)."""
 
     name: str
     kind: str
@@ -123,14 +127,12 @@ def register_method(
 
     def deco(target: Any) -> Any:
         spec = _REGISTRY.setdefault(name, MethodSpec(name, kind, summary))
-        if spec.kind != kind:
-            raise ValueError(f"method {name!r} registered as {spec.kind} and {kind}")
         if summary and not spec.summary:
             spec.summary = summary
         taken = set(spec.spaces) & set(spaces)
         if taken:
             raise ValueError(f"method {name!r}: spaces {sorted(taken)} registered twice")
-        spec.variants.append(Variant(config, target, tuple(spaces), dict(space_defaults or {})))
+        spec.variants.append(Variant(config, target, tuple(spaces), dict(space_defaults or {}), kind))
         return target
 
     return deco

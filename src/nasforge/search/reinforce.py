@@ -30,9 +30,12 @@ import torch
 
 from nasforge.search.early_stop import cost_corrected_reward
 from nasforge.search.enas_controller import Controller, Reinforce, nb201_layout
+from nasforge.search.multi_trial import MultiTrialConfig
+from nasforge.search.registry import register_method
 from nasforge.spaces.nb201 import N_EDGES, PRIMITIVES
 
 
+@register_method("enas", config=MultiTrialConfig, kind="multi-trial", spaces=("nb201",), space_defaults={"nb201": {"executor": "inline"}})
 class ReinforceStrategy:
     failed_reward = 0.0
     max_resample = 100
