@@ -31,22 +31,14 @@ from nasforge.search.snas import SnasConfig, SnasSearch
 from nasforge.utils.malloc import tune_malloc
 
 
-def _synthetic(cls):
-    class Synthetic(cls):
-        def _load_data(self):
-            from nasforge.data import TensorPair
+def _synthetic(batch_size: int, size: int) -> str:
+    """Random CIFAR-shaped images (4 batches a split) registered as an in-memory data set."""
+    from nasforge.data import register_dataset
 
-            cfg = self.cfg
-            n = cfg.batch_size * 4
-            g = torch.Generator().manual_seed(0)
-            self.num_classes, self.in_channels = 10, 3
-            size = cfg.input_size or 32
-            self.train_pair = TensorPair(torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g))
-            self.heldout_pair = TensorPair(torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g))
-            self.augment = None
-            self.input_shape = (3, size, size)
-
-    return Synthetic
+    n = batch_size * 8  # the search holds out half of the training images for α
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return register_dataset((x, y), test=(x[:batch_size], y[:batch_size]), num_classes=10)
 
 
 class NaiveMixedOp(torch.nn.Module):
@@ -190,12 +182,13 @@ def main() -> None:
     common = dict(
         batch_size=a.batch_size, layers=a.layers, channels=a.channels, input_size=a.size, epochs=50,
         checkpoint_cells=a.checkpoint_cells, channels_last=not a.no_channels_last, device="cpu",
+        data=_synthetic(a.batch_size, a.size),
     )
     if a.mode == "snas":
-        search = _synthetic(SnasSearch)(SnasConfig(**common), None, progress=False)
+        search = SnasSearch(SnasConfig(**common), None, progress=False)
     else:
         cfg = DartsConfig(order=1 if a.mode == "darts1" else 2, reuse_unrolled_grad=a.mode == "darts2-reuse", **common)
-        search = _synthetic(DartsSearch)(cfg, None, progress=False)
+        search = DartsSearch(cfg, None, progress=False)
     if a.no_fused:
         search.net.fused = False
     search.epoch_begin(0)
