@@ -67,11 +67,18 @@ def _case(name: str, tmp: Path) -> tuple[list[str], str]:
         cfg = tmp / "bq.yaml"
         cfg.write_text("executor: inline\nevaluator: nasforge.runners.faults:synthetic\nmax_layers: 4\nblocks_per_iteration: 2\n")
         return ["search", "blockqnn", "--space", "nsc", "--config", str(cfg)], "--trials"
-    if name == "random-nb201":
+    if name == "random-nsc":
+        cfg = tmp / "rs.yaml"
+        cfg.write_text("executor: inline\nevaluator: nasforge.runners.faults:synthetic\nmax_layers: 4\n")
+        return ["search", "random", "--space", "nsc", "--config", str(cfg)], "--trials"
+    if name.endswith("-nb201"):
         data = os.environ.get("NASFORGE_DATA")
         if not data or not (Path(data) / "nas-bench-201").exists():
             pytest.skip("the NAS-Bench-201 table is not available ($NASFORGE_DATA/nas-bench-201)")
-        return ["search", "random", "--space", "nb201"], "--trials"
+        method = name.split("-")[0]
+        if method in ("darts", "snas"):  # the NB201 supernet on digits; the derived cell is looked up in the table
+            return ["search", method, "--space", "nb201", *img, "--channels", "4", "--max-steps", "2", "--eval-limit", "32"], "--epochs"
+        return ["search", method, "--space", "nb201"], "--trials"
     if name == "train-cnn":
         cfg = tmp / "cnn.yaml"
         cfg.write_text("layers: 3\nchannels: 4\nbatch_size: 32\nlimit: 64\nauxiliary: false\n")
@@ -83,8 +90,16 @@ def _case(name: str, tmp: Path) -> tuple[list[str], str]:
     raise AssertionError(name)
 
 
-CASES = ["darts-cell", "snas-cell", "darts-rnn", "enas-macro", "enas-micro", "enas-rnn", "blockqnn-nsc", "random-nb201",
-         "train-cnn", "train-lm"]
+CASES = ["darts-cell", "darts-nb201", "darts-rnn", "snas-cell", "snas-nb201", "enas-macro", "enas-micro", "enas-rnn",
+         "enas-nb201", "blockqnn-nsc", "blockqnn-nb201", "random-nsc", "random-nb201", "train-cnn", "train-lm"]
+
+
+def test_every_registered_method_and_space_has_a_contract_case():
+    """The cases are the registry's (method, space) pairs, as timm tests every registered model."""
+    from nasforge.search import methods
+
+    registered = {f"{name}-{space}" for name, spec in methods().items() for space in spec.spaces}
+    assert registered == {c for c in CASES if not c.startswith("train-")}
 BUDGET = {"--epochs": ("2", "1"), "--trials": ("3", "2")}
 
 
