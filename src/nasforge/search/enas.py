@@ -48,12 +48,13 @@ from nasforge.errors import CheckpointError
 from nasforge.search.enas_config import SPACES, EnasConfig, cosine_restart_lr
 from nasforge.search.enas_controller import Controller, Reinforce
 from nasforge.search.enas_spaces import EnasSpace, make_space
+from nasforge.search.oneshot import ConfigBacked
 from nasforge.search.registry import SearchResult, register_method
 from nasforge.utils.device import resolve_device
 from nasforge.utils.rng import get_rng_state, seed_everything, set_deterministic, set_rng_state
 
 
-class ENAS:
+class ENAS(ConfigBacked):
     """ENAS search over a shared-weight space; ``run()`` returns the derived architecture."""
 
     method = "enas"
@@ -156,14 +157,7 @@ class ENAS:
 
         return tqdm(it, desc=f"epoch {self.epoch + 1} {desc}", leave=False, dynamic_ncols=True)
 
-    # -- the one-shot protocol (nasforge.search.oneshot) -----------------------------------------
-    @property
-    def space(self) -> str:
-        return self.cfg.space
-
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.cfg)
-
+    # -- the one-shot protocol (nasforge.search.oneshot; space, config_dict: ConfigBacked) ------
     def finished(self) -> bool:
         if self.cfg.space == "nb201":
             return self.rl.steps >= self.cfg.trials

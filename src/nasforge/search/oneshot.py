@@ -13,6 +13,7 @@ per-step tqdm bars).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
@@ -51,6 +52,24 @@ class OneShot(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+class ConfigBacked:
+    """Protocol defaults for a strategy holding a dataclass ``cfg`` (with ``space`` and ``epochs``)
+    and counting finished epochs in ``epoch``."""
+
+    cfg: Any
+    epoch: int
+
+    @property
+    def space(self) -> str:
+        return self.cfg.space
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.cfg)
+
+    def finished(self) -> bool:
+        return self.epoch >= self.cfg.epochs
 
 
 def _is_main(s: Any) -> bool:

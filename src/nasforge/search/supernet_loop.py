@@ -28,6 +28,7 @@ from nasforge.arch import CellArch
 from nasforge.errors import CheckpointError, ConfigError, TrainingError
 from nasforge.ops import DARTS_PRIMITIVES, NB201_PRIMITIVES, check_ops
 from nasforge.search import resource
+from nasforge.search.oneshot import ConfigBacked
 from nasforge.search.ddp import DistContext, init_from_env
 from nasforge.search.nb201_cells import nb201_arch, nb201_ops  # noqa: F401  (used by darts, snas, enas)
 from nasforge.spaces.cell_supernet import CellSupernet, frozen_bn_stats
@@ -101,7 +102,7 @@ def entropy(p: torch.Tensor) -> float:
     return float(-(p * torch.log(p.clamp_min(1e-12))).sum(-1).mean())
 
 
-class SupernetSearch:
+class SupernetSearch(ConfigBacked):
     """Base class of the differentiable searches over a cell supernet."""
 
     method = "supernet"
@@ -319,16 +320,7 @@ class SupernetSearch:
         while True:
             yield from self._batches(pair)
 
-    # -- the one-shot protocol (nasforge.search.oneshot) ----------------------------------------
-    @property
-    def space(self) -> str:
-        return self.cfg.space
-
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.cfg)
-
-    def finished(self) -> bool:
-        return self.epoch >= self.cfg.epochs
+    # -- the one-shot protocol (nasforge.search.oneshot; space, config_dict, finished: ConfigBacked) ----
 
     def run_epoch(self) -> tuple[dict[str, Any], CellArch]:
         t0 = time.time()
