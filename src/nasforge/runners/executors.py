@@ -86,6 +86,48 @@ class InlineExecutor:
         pass
 
 
+def _adopt_orphans() -> bool:
+    """Linux: make this process the reaper of its descendants' orphans (``PR_SET_CHILD_SUBREAPER``).
+
+    A worker that the forkserver had forked but not yet handed over when the forkserver was
+    killed never runs its initializer, holds both ends of its call queue and would wait
+    forever (and keep the driver's stdout open) after the driver exits; adopted, it is a
+    child of the driver, which kills it at shutdown (:func:`_kill_pool_children`)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _kill_pool_children() -> None:
+    """SIGKILL this process's children that are forkserver processes or workers forked by one."""
+    import signal
+
+    me = str(os.getpid())
+    try:
+        pids = [d for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                ppid = f.read().rsplit(b")", 1)[1].split()[1].decode()
+            if ppid != me:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            if b"multiprocessing.forkserver" in cmd:
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            continue
+
+
 def _watch_driver(driver_pid: int, interval: float = 0.5) -> None:
     """Worker initializer: exit when the driver is gone (e.g. SIGKILLed).
 
@@ -128,6 +170,7 @@ class LocalPoolExecutor:
         if start_method is None:
             start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(start_method)
+        self._adopted = start_method == "forkserver" and _adopt_orphans()
         if start_method == "forkserver" and preload:
             self._ctx.set_forkserver_preload(list(preload))
         self._slots: list[cf.ProcessPoolExecutor] = [self._new_slot() for _ in range(workers)]
@@ -198,6 +241,8 @@ class LocalPoolExecutor:
     def shutdown(self) -> None:
         for s in self._slots:
             s.shutdown(wait=False, cancel_futures=True)
+        if self._adopted:
+            _kill_pool_children()  # orphans of a killed forkserver, which nothing else would end
 
 
 class RayExecutor:
