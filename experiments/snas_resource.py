@@ -17,7 +17,8 @@ The per-op latency table is measured once at the search batch on this machine an
 in ``<out>/latency_cache.json`` (``NASFORGE_LATENCY_CACHE``), which is kept with the results.
 
 Writes under ``--out`` (default ``experiments/results/snas_resource``): ``raw.jsonl`` (one
-record per run, appended as runs finish; ``--resume`` skips runs already there),
+record per run, appended as runs finish, rewritten with the latencies at the end;
+``--resume`` skips runs already there),
 ``raw.csv``, ``summary.json`` (mean ± std per resource and λ, monotonicity), ``summary.md``,
 ``snas_resource.png`` (each metric against λ) and ``snas_resource_tradeoff.png``
 (accuracy against cost), and ``runs/<run>/{metrics.jsonl,arch.json}``.
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=None)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override search settings (YAML values)")
     p.add_argument("--resume", action="store_true", help="keep the runs already in raw.jsonl")
+    p.add_argument("--summarise-only", action="store_true", help="with --resume: run no new search, time and summarise the runs in raw.jsonl")
     args = p.parse_args(argv)
     import torch
 
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["resource"], r["lambda"], r["seed"]) for r in rows}
     t0 = time.perf_counter()
     for res, lam, seed in plan(cfg):
-        if (res, lam, seed) in done:
+        if (res, lam, seed) in done or args.summarise_only:
             continue
         r = one_run(res, lam, seed, cfg["search"], out)
         rows.append(r)
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['run']}: {r['search_seconds']:.1f} s, edges {r['edges']}, FLOPs {r['flops']}, params {r['params']}, child acc {r['child_acc']:.3f}", flush=True)
     t1 = time.perf_counter()
     time_networks(rows, cfg["search"], cfg["latency"])
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows))  # now with the measured latencies
     wall = time.perf_counter() - t0
     lambdas = sorted(float(x) for x in cfg["lambdas"])
     summary = summarise(rows, list(cfg["resources"]), lambdas)
