@@ -17,6 +17,11 @@ user's op (:func:`nasforge.ops.register_op`) is measured the same way; its MAC c
 layers above and any module with its own weights, else one read and write (as identity).
 Costs of the shared ReLU are not counted (FlopCounterMode does not count element-wise
 ops; MAC counts it once per state).
+
+A fourth resource, ``latency`` (:data:`LATENCY`), is each op's forward time measured on
+the user's device at its real input shape (:mod:`nasforge.search.latency`); it is not
+part of :data:`RESOURCES` (the three static costs every epoch record carries, and that
+``all`` sums) because it needs a timing run and a device.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from nasforge.spaces.mixed_op import CandidateOp, EdgeInput, MixedOp
 
 RESOURCES = ("flops", "params", "mac")
+#: measured on the device (nasforge.search.latency); selectable as SNAS's --resource latency
+LATENCY = "latency"
+ALL_RESOURCES = (*RESOURCES, LATENCY)
 
 _LEAVES = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.Linear)
 
@@ -69,12 +77,9 @@ def _op_costs(op: CandidateOp, x: torch.Tensor) -> dict[str, float]:
     return {"flops": float(fc.get_total_flops()) + pool_flops[0], "params": params, "mac": mac[0]}
 
 
-def measure_costs(net: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, dict[str, torch.Tensor]]:
-    """Costs ``{resource: {cell_type: Tensor[num_edges, num_ops]}}`` summed over the cells of each type.
-
-    ``input_shape`` = (channels, height, width) of one image. Edge input shapes are
-    recorded by running the supernet once (batch of one, eval mode).
-    """
+def edge_shapes(net: nn.Module, input_shape: tuple[int, int, int]) -> dict[int, tuple[int, ...]]:
+    """``{id(mixed op): (1, C, H, W)}``: each edge's input shape, recorded by running the
+    supernet once (batch of one, eval mode, uniform op weights)."""
     shapes: dict[int, tuple[int, ...]] = {}
     hooks = []
     for m in net.modules():
@@ -87,6 +92,23 @@ def measure_costs(net: nn.Module, input_shape: tuple[int, int, int]) -> dict[str
             dummy = torch.zeros(1, *input_shape)
             uniform = {t: torch.full((net.num_edges, net.num_ops), 1.0 / net.num_ops) for t in net.cell_types}
             net(dummy, weights=uniform)
+    finally:
+        for h in hooks:
+            h.remove()
+        net.train(was_training)
+    return shapes
+
+
+def measure_costs(net: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, dict[str, torch.Tensor]]:
+    """Costs ``{resource: {cell_type: Tensor[num_edges, num_ops]}}`` summed over the cells of each type.
+
+    ``input_shape`` = (channels, height, width) of one image; each op is measured at its
+    edge's input shape (:func:`edge_shapes`).
+    """
+    shapes = edge_shapes(net, input_shape)
+    was_training = net.training
+    net.eval()
+    try:
         out = {r: {t: torch.zeros(net.num_edges, net.num_ops, dtype=torch.float64) for t in net.cell_types} for r in RESOURCES}
         for cell in net.cells:
             kind = "reduce" if cell.reduction else "normal"
@@ -97,8 +119,6 @@ def measure_costs(net: nn.Module, input_shape: tuple[int, int, int]) -> dict[str
                     for r in RESOURCES:
                         out[r][kind][e, k] += c[r]
     finally:
-        for h in hooks:
-            h.remove()
         net.train(was_training)
     return out
 

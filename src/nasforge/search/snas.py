@@ -13,7 +13,9 @@ batch, no second-order term; Sec. 2.3). The temperature is annealed linearly fro
 epoch). The resource constraint (Sec. 2.4) adds ``λ · C(Z)`` where ``C`` is the expected
 cost of the sampled child, per edge ``Σ_k Z_k c_k`` with ``c_k`` the measured FLOPs,
 parameters or memory access cost of op k at its place in the network
-(:mod:`nasforge.search.resource`); ``log_penalty`` (default, as in the README command's
+(:mod:`nasforge.search.resource`), or, with ``resource="latency"``, its forward time
+measured on the search's device at its real shapes (:mod:`nasforge.search.latency`,
+cached per device; not in the paper); ``log_penalty`` (default, as in the README command's
 ``--log_penalty``) uses ``log C`` instead of ``C`` / C_max.
 
 Derivation (``genotype_edge_all`` in the official code): every edge keeps its argmax op,
@@ -69,7 +71,7 @@ class SnasConfig(SupernetConfig):
     temp: float = 1.0
     temp_min: float = 0.03
     temp_annealing: bool = True
-    resource: str = "all"  # flops | params | mac | all (the three summed; README --separation all)
+    resource: str = "all"  # flops | params | mac | latency | all (flops+params+mac summed; README --separation all)
     preset: str = "mild"
     penalty: float | None = None  # λ; overrides the preset
     log_penalty: bool = True
@@ -77,8 +79,8 @@ class SnasConfig(SupernetConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.resource not in (*resource.RESOURCES, "all"):
-            raise ConfigError(f"--resource must be one of {[*resource.RESOURCES, 'all']}, got {self.resource!r}")
+        if self.resource not in (*resource.ALL_RESOURCES, "all"):
+            raise ConfigError(f"--resource must be one of {[*resource.ALL_RESOURCES, 'all']}, got {self.resource!r}")
         if not 0.0 <= self.drop_path < 1.0:
             raise ConfigError(f"--drop-path must be in [0, 1), got {self.drop_path}")
         if self.preset not in PRESETS:
@@ -171,6 +173,29 @@ class SnasSearch(SupernetSearch):
             t: torch.empty(self.net.num_edges, self.net.num_ops).normal_(1.0, 0.01).to(self.device).requires_grad_(True)
             for t in self.net.cell_types
         }
+
+    def costs(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The static costs, plus measured per-op latency (search batch, this device) for ``--resource latency``."""
+        costs = super().costs()
+        if resource.LATENCY in self.cfg.resources and resource.LATENCY not in costs:
+            from nasforge.search.latency import measure_latency_costs
+            from nasforge.search.supernet_loop import _cpu_copy
+
+            costs[resource.LATENCY] = measure_latency_costs(
+                _cpu_copy(self.net), self.input_shape, batch=self.cfg.batch_size, device=self.device, op_set="snas"
+            )
+        return costs
+
+    def epoch_record(self, stats, lr):
+        """The base record, with the latency's expected and child cost (seconds) when it is the resource."""
+        record = super().epoch_record(stats, lr)
+        costs = self.costs()
+        if resource.LATENCY in costs:
+            _, choice, _ = self.derive()
+            w = {t: v.detach().cpu() for t, v in self.eval_weights().items()}
+            record["expected_cost"][resource.LATENCY] = float(resource.expected_cost(w, costs[resource.LATENCY]))
+            record["child_cost"][resource.LATENCY] = resource.child_cost(self.net.normalise(choice), costs[resource.LATENCY])
+        return record
 
     def epoch_begin(self, epoch: int) -> None:
         cfg: SnasConfig = self.cfg  # type: ignore[assignment]
