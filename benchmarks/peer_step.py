@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     if dev.type == "cuda":
-        torch.cuda.set_device(dev)  # the peers' bare .cuda() calls go to this device
+        if dev.index is not None:
+            torch.cuda.set_device(dev)  # the peers' bare .cuda() calls go to this device
         dev = torch.device("cuda", torch.cuda.current_device())
     else:
         _cpu_only_cuda_calls()
