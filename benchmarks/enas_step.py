@@ -24,7 +24,9 @@ Run one mode per process, e.g.::
         python benchmarks/enas_step.py --mode micro --steps 5 --warmup 2
 
 Prints one JSON line: mode, settings, median seconds of each step kind, peak RSS (MiB)
-and, on CUDA, peak allocated GPU memory (MiB).
+and, on CUDA, peak allocated GPU memory (MiB). ``--device`` is ``auto``, ``cpu``, ``cuda``
+or ``cuda:N``; every timed call is bracketed by ``torch.cuda.synchronize`` on CUDA. No AMP:
+the shared steps are timed in fp32 as the ENAS code runs them.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def main() -> None:
     p.add_argument("--bptt", type=int, default=35)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args()

@@ -14,6 +14,10 @@ Prints one JSON line: mode, options, the per-step wall times, their median, the 
 process CPU times (all threads; steadier than wall time on a shared host), and the peak RSS
 (``getrusage``; ``/usr/bin/time -v`` reports the same figure as "Maximum resident set size").
 ``--profile`` prints torch.profiler's table of the most expensive ops for one step.
+``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) runs the same step on a GPU: the
+timings are taken between ``torch.cuda.synchronize`` calls, and the JSON line adds
+``peak_gpu_MiB`` (``torch.cuda.max_memory_allocated``). The search runs in fp32 (no AMP:
+the α gradients of the paper's algorithm are fp32).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 
 from nasforge.search.darts import DartsConfig, DartsSearch
 from nasforge.search.snas import SnasConfig, SnasSearch
+from nasforge.utils.device import resolve_device
 from nasforge.utils.malloc import tune_malloc
 
 
@@ -171,6 +176,7 @@ def main() -> None:
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--no-fused", action="store_true")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--naive", action="store_true", help="darts1/darts2 on a plain re-implementation of the official search network and step (reference)")
     p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
     a = p.parse_args()
@@ -179,9 +185,10 @@ def main() -> None:
     malloc_tuned = False if a.no_malloc_tuning else tune_malloc()
     if a.threads:
         torch.set_num_threads(a.threads)
+    dev = resolve_device(a.device)
     common = dict(
         batch_size=a.batch_size, layers=a.layers, channels=a.channels, input_size=a.size, epochs=50,
-        checkpoint_cells=a.checkpoint_cells, channels_last=not a.no_channels_last, device="cpu",
+        checkpoint_cells=a.checkpoint_cells, channels_last=not a.no_channels_last, device=str(dev),
         data=_synthetic(a.batch_size, a.size),
     )
     if a.mode == "snas":
@@ -197,12 +204,12 @@ def main() -> None:
     step = search.step
     if a.naive:
         torch.manual_seed(0)
-        net = NaiveNet(a.channels, a.layers)
-        alphas = {t: (1e-3 * torch.randn(14, 8)).requires_grad_() for t in ("normal", "reduce")}
+        net = NaiveNet(a.channels, a.layers).to(dev)
+        alphas = {t: (1e-3 * torch.randn(14, 8, device=dev)).requires_grad_() for t in ("normal", "reduce")}
         w_opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
         a_opt = torch.optim.Adam(alphas.values(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-        tr = (train[0].contiguous(), train[1])
-        he = (held[0].contiguous(), held[1])
+        tr = (train[0].contiguous().to(dev), train[1].to(dev))
+        he = (held[0].contiguous().to(dev), held[1].to(dev))
         del search
 
         naive_step = naive_first_order_step if a.mode == "darts1" else naive_second_order_step
@@ -210,10 +217,13 @@ def main() -> None:
         def step(_t, _h):
             naive_step(net, alphas, w_opt, a_opt, tr, he)
 
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times, cpu = [], []
     for i in range(a.warmup + a.steps):
+        sync()
         t, c = time.perf_counter(), time.process_time()
         step(train, held)
+        sync()
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     if a.profile:
@@ -223,13 +233,16 @@ def main() -> None:
             step(train, held)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     steps = times[a.warmup :]
-    print(json.dumps({
-        "mode": f"naive-{a.mode}" if a.naive else a.mode, "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
+    res = {
+        "mode": f"naive-{a.mode}" if a.naive else a.mode, "device": str(dev), "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
         "threads": torch.get_num_threads(), "checkpoint_cells": a.checkpoint_cells and not a.naive, "channels_last": not (a.no_channels_last or a.naive),
         "fused": not (a.no_fused or a.naive), "malloc_tuned": malloc_tuned, "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
         "cpu_s": [round(c, 2) for c in cpu[a.warmup :]],
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
-    }))
+    }
+    if dev.type == "cuda":
+        res["peak_gpu_MiB"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+    print(json.dumps(res))
 
 
 if __name__ == "__main__":

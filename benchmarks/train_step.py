@@ -12,7 +12,14 @@ on Linux in KiB). For the whole-process peak as the kernel sees it, run under GN
     OMP_NUM_THREADS=2 flock /tmp/nasforge-heavy.lock /usr/bin/time -v \\
         python benchmarks/train_step.py --threads 2
 
-Results are printed as text and, with ``--json PATH``, written as JSON.
+Results are printed as text and, with ``--json PATH``, written as JSON (``--json -``: one
+JSON line on stdout instead of the text, as ``benchmarks/peers.py`` reads it).
+
+``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) runs the same step on a GPU (timed
+between ``torch.cuda.synchronize`` calls; ``peak_gpu_MiB`` from
+``torch.cuda.max_memory_allocated``). ``--amp bf16|fp16`` runs forward and loss under
+``torch.autocast`` (fp16 with a gradient scaler, unscaled before the clip); the weights and
+the SGD step stay fp32.
 """
 
 from __future__ import annotations
@@ -53,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off", help="autocast dtype of forward and loss")
     p.add_argument("--json", default=None, help="also write the results to this file")
     a = p.parse_args(argv)
     if not a.no_malloc_tuning:
@@ -70,15 +78,28 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(a.batch_size, 3, a.size, a.size, device=device)
     y = torch.randint(0, 10, (a.batch_size,), device=device)
     rss_before = peak_rss_mib()
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
+    scaler = torch.amp.GradScaler(device.type) if a.amp == "fp16" else None
 
     def step() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits, aux = model(x)
-        loss = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
-        loss.backward()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits, aux = model(x)
+            loss = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -94,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "input": [3, a.size, a.size],
         "params_M_without_aux": count_params(model) / 1e6,
         "device": str(device),
+        "amp": a.amp,
         "threads": torch.get_num_threads(),
         "warmup": a.warmup,
         "steps": a.steps,
@@ -107,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(),
     }
     if device.type == "cuda":
-        res["cuda_peak_alloc_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
+        res["cuda_peak_alloc_MiB"] = res["peak_gpu_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
+    if a.json == "-":
+        print(json.dumps(res))
+        return 0
     print(
-        f"{a.arch} {a.layers} cells C={a.channels} batch {a.batch_size} {a.size}x{a.size} on {device} ({res['threads']} threads): "
+        f"{a.arch} {a.layers} cells C={a.channels} batch {a.batch_size} {a.size}x{a.size} on {device} ({res['threads']} threads, amp {a.amp}): "
         f"median {res['step_s_median']:.3f} s/step (min {res['step_s_min']:.3f}, max {res['step_s_max']:.3f}; {a.steps} steps after {a.warmup} warm-up), "
         f"{res['images_per_s']:.1f} images/s, peak RSS {res['peak_rss_MiB']:.0f} MiB, {res['params_M_without_aux']:.2f}M params"
     )

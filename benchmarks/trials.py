@@ -11,6 +11,8 @@ every setting, seed 0) trained by the early-stop evaluator with the quick digits
 defaults. Reported: trials/minute (wall clock of the measured trials) and the median
 per-trial overhead = (time from submit to result recorded) − (time inside the evaluator).
 A second pass with a no-op evaluator gives the pure dispatch + store cost per trial.
+``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) is where every trial trains; the
+executors' workers stay CPU processes.
 """
 
 from __future__ import annotations
@@ -62,8 +64,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--executors", default="inline,local,ray")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", default="auto", help="device of every trial's training: auto, cpu, cuda or cuda:N")
     args = ap.parse_args()
-    cfg = {"epochs": args.epochs, "channels": 8, "head_hidden": 64, "threads": 1}
+    from nasforge.utils.device import resolve_device
+
+    cfg = {"epochs": args.epochs, "channels": 8, "head_hidden": 64, "threads": 1, "device": str(resolve_device(args.device))}
     results = []
     kinds = args.executors.split(",")
     ray = None
