@@ -118,13 +118,15 @@ def test_library_layers_parse_no_arguments_and_never_import_the_cli(layer):
     assert offenders == []
 
 
-def test_search_layer_does_not_print():
+def test_library_layers_do_not_print():
     offenders = []
     for name, path in MODULES.items():
-        if not name.startswith("nasforge.search"):
+        if not any(name.startswith(f"nasforge.{layer}") for layer in LIBRARY):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                offenders.append(f"{name}:{node.lineno}")
+            if isinstance(node, ast.Name) and node.id == "print":  # print as a default callback counts too
                 offenders.append(f"{name}:{node.lineno}")
     assert offenders == []
 

@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if kind != "recurrent":
         from nasforge.train.cnn import train_cnn
 
-        train_cnn(arch, cfg, out, resume=args.resume, overwrite=args.overwrite, show_progress=show)
+        train_cnn(arch, cfg, out, resume=args.resume, overwrite=args.overwrite, show_progress=show, log=print)
     else:
         from nasforge.train.lm import train_lm
 
-        train_lm(arch, cfg, out, resume=args.resume, overwrite=args.overwrite, show_progress=show)
+        train_lm(arch, cfg, out, resume=args.resume, overwrite=args.overwrite, show_progress=show, log=print)
     return 0

@@ -17,6 +17,8 @@ rebuild the network without any other file.
 
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 import time
 from pathlib import Path
@@ -51,6 +53,9 @@ from nasforge.utils.io import atomic_write_json
 from nasforge.utils.rng import get_rng_state, seed_everything, set_rng_state
 from nasforge.utils.rundir import RunDir
 
+
+
+logger = logging.getLogger(__name__)
 
 def count_params(model: nn.Module) -> int:
     """Trainable parameters without the auxiliary head, as DARTS ``utils.count_parameters_in_MB``."""
@@ -200,7 +205,7 @@ def train_cnn(
     resume: bool = False,
     overwrite: bool = False,
     show_progress: bool = True,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the cell network of ``arch`` from scratch as in DARTS's evaluation.
 
@@ -213,11 +218,11 @@ def train_cnn(
             method); ``None`` loads ``cfg.data`` from ``cfg.data_dir``.
         resume: continue from ``run_dir/checkpoint.pt`` (same config required).
         show_progress: tqdm bar per epoch on stderr.
-        log: receives one line per epoch and the final line (``None`` = silent).
+        log: receives one line per epoch and the final line (``None``: the ``nasforge.train.cnn`` logger at INFO; the CLI passes ``print``).
 
     Returns the final-epoch test loss/accuracy (the model DARTS reports is the last one).
     """
-    say = log or (lambda s: None)
+    say = log or logger.info
     cfg.validate()
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT

@@ -26,6 +26,8 @@ silently reloading the last saved model.
 
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 import math
 import os
@@ -63,6 +65,9 @@ from nasforge.utils.io import atomic_write_json
 from nasforge.utils.rng import get_rng_state, seed_everything, set_rng_state
 from nasforge.utils.rundir import RunDir
 
+
+
+logger = logging.getLogger(__name__)
 
 def ppl(loss: float) -> float:
     """Perplexity ``exp(loss)`` (inf when it overflows, nan stays nan)."""
@@ -198,14 +203,14 @@ def train_lm(
     resume: bool = False,
     overwrite: bool = False,
     show_progress: bool = True,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the language model of a ``recurrent`` architecture as in DARTS's PTB evaluation.
 
     ``corpus`` defaults to ``load_corpus(cfg.data, cfg.data_dir)``. Returns the test loss
     and perplexity of the best-validation weights (also written to ``result.json``).
     """
-    say = log or (lambda s: None)
+    say = log or logger.info
     cfg.validate()
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
