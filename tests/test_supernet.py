@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from nasforge.errors import ArchError
 from nasforge.ops import DARTS_PRIMITIVES, ENAS_MICRO_PRIMITIVES, NB201_PRIMITIVES, make_op
 from nasforge.spaces.cell_supernet import CellSupernet, SearchCell, cell_edges
-from nasforge.spaces.fused_ops import BnMix, dw_conv_backward
-from nasforge.spaces.fused_plan import fused_plan
+from nasforge.fused.functions import BnMix, dw_conv_backward
+from nasforge.fused.plan import fused_plan
 from nasforge.spaces.mixed_op import CandidateOp, EdgeInput, MixedOp
 from nasforge.spaces.nb201_supernet import NB201Supernet
 

@@ -15,6 +15,15 @@ Liu et al., "DARTS" (ICLR 2019) §2.1 and quark0/darts@f276dd3 ``cnn/model.py``:
   non-identity edge's output per sample with probability ``drop_prob`` and rescales by
   ``1/(1-drop_prob)``.
 
+Training runs a faster path that computes the same function (``fused=True``, the
+default; ``fused=False`` or eval mode runs the plain modules): the ReLU that opens most
+ops is applied once per node state and shared by every op reading it; inside the ops,
+depthwise→1×1 and BN→ReLU→depthwise→1×1 runs and FactorizedReduce run as the
+memory-saving autograd functions of :mod:`nasforge.fused` (what the search supernets
+use), with their faster backward routes; and drop path is folded into the node sum
+(``total + h·mask/keep`` in one pass, with the same random draws as before). The
+modules and their parameters are the same either way, so ``state_dict`` is too.
+
 One-input cells (NAS-Bench-201, ``inputs=1``) have no ``preprocess0``; ``preprocess1`` is
 built only when the channel count changes (NAS-Bench-201 cells map C to C unchanged).
 """
@@ -26,7 +35,8 @@ import torch.nn as nn
 
 from nasforge.arch.cell import CellGenotype
 from nasforge.errors import ArchError
-from nasforge.ops import FactorizedReduce, ReLUConvBN, make_op
+from nasforge.fused.plan import EdgeInput, Plan, op_plan, run_plan
+from nasforge.ops import FactorizedReduce, ReLUConvBN, is_builtin_op, make_op
 
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -36,6 +46,23 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     keep = 1.0 - drop_prob
     mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
     return x * mask / keep
+
+
+def _drop_scale(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """The per-sample factor of :func:`drop_path` (0 or ``1/keep``), same random draw."""
+    keep = 1.0 - drop_prob
+    return torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep).div_(keep)
+
+
+def _planned(op: nn.Module, builtin: bool = True) -> tuple[bool, Plan | None]:
+    return op_plan(op) if builtin else (False, None)
+
+
+def _run(op: nn.Module, fast: tuple[bool, Plan | None], inp: EdgeInput) -> torch.Tensor:
+    pre_relu, plan = fast
+    if plan is None:
+        return op(inp.x)
+    return run_plan(plan, op, inp.relu if pre_relu else inp.x)
 
 
 class Cell(nn.Module):
@@ -68,6 +95,9 @@ class Cell(nn.Module):
         if reduction and any(c < inputs for c in self.concat):
             raise ArchError(f"a reduction cell cannot concatenate its input nodes (concat {self.concat}): they are not reduced")
         self.multiplier = len(self.concat)
+        self.fused = True
+        self._fast_pre = [_planned(m) for m in (self.preprocess0, self.preprocess1)]
+        self._fast: list[tuple[bool, Plan | None]] = []
         self.ops = nn.ModuleList()
         #: per node: list of (index into self.ops, input node)
         self.plan: list[list[tuple[int, int]]] = []
@@ -78,9 +108,12 @@ class Cell(nn.Module):
                 stride = 2 if reduction and inp < inputs else 1
                 plan.append((len(self.ops), inp))
                 self.ops.append(make_op(op_name, C, C, stride, affine=True, op_set=op_set))
+                self._fast.append(_planned(self.ops[-1], is_builtin_op(op_name)))
             self.plan.append(plan)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        if self.fused and self.training and torch.is_grad_enabled():
+            return self.forward_fused(EdgeInput(s0), EdgeInput(s1), drop_prob)
         if self.inputs == 2:
             states = [self.preprocess0(s0), self.preprocess1(s1)]
         else:
@@ -95,6 +128,30 @@ class Cell(nn.Module):
                 total = h if total is None else total + h
             states.append(total)
         return torch.cat([states[i] for i in self.concat], dim=1)
+
+    def forward_fused(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float = 0.0) -> torch.Tensor:
+        """:meth:`forward` in training, by the fused plans (module docstring). The inputs
+        carry their ReLU, so a network computes each cell output's ReLU once for the two
+        cells that read it."""
+        if self.inputs == 2:
+            states = [
+                EdgeInput(_run(self.preprocess0, self._fast_pre[0], s0)),
+                EdgeInput(_run(self.preprocess1, self._fast_pre[1], s1)),
+            ]
+        else:
+            states = [EdgeInput(_run(self.preprocess1, self._fast_pre[1], s1))]
+        for plan in self.plan:
+            total = None
+            for k, inp in plan:
+                op = self.ops[k]
+                h = _run(op, self._fast[k], states[inp])
+                if drop_prob > 0.0 and not isinstance(op, nn.Identity):
+                    scale = _drop_scale(h, drop_prob)
+                    total = h * scale if total is None else torch.addcmul(total, h, scale)
+                else:
+                    total = h if total is None else total + h
+            states.append(EdgeInput(total))
+        return torch.cat([states[i].x for i in self.concat], dim=1)
 
 
 class ResNetReduction(nn.Module):

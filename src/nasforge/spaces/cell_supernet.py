@@ -62,7 +62,7 @@ import torch.utils.checkpoint as tcp
 from nasforge.errors import ArchError
 from nasforge.nets.cell import drop_path
 from nasforge.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
-from nasforge.spaces.fused_ops import memory_format_of
+from nasforge.fused.functions import memory_format_of
 from nasforge.spaces.mixed_op import EdgeInput, MixedOp
 
 Weights = Mapping[str, torch.Tensor]

@@ -14,12 +14,12 @@ DARTS' ``MixedOp``; the work is organised differently to save time and memory on
   the op and applied once per node state by the cell (:class:`EdgeInput`), shared by all
   ops of all edges reading that state;
 - the BN(affine=False) that closes an op is fused with its mixing weight
-  (:class:`~nasforge.spaces.fused_ops.BnMix`): one saved tensor (x̂) instead of BN's
+  (:class:`~nasforge.fused.functions.BnMix`): one saved tensor (x̂) instead of BN's
   input plus the product's input;
 - inside the ops, depthwise→1×1 runs and BN→ReLU→depthwise→1×1 runs save only what cannot
   be recomputed cheaply, average pooling runs as a depthwise ones-conv, and the slow
   oneDNN depthwise backward cases (dilated; 5×5 weight gradient) take faster routes
-  (:mod:`nasforge.spaces.fused_ops`);
+  (:mod:`nasforge.fused.functions`);
 - the weighted outputs are accumulated in place.
 
 With ``fused=False`` (or in eval mode, or without autograd) the plain modules run: that
@@ -38,8 +38,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce, is_builtin_op, make_op
-from nasforge.spaces.fused_ops import BnMix
-from nasforge.spaces.fused_plan import fused_plan, run_plan
+from nasforge.fused.functions import BnMix
+from nasforge.fused.plan import EdgeInput, fused_plan, run_plan
 
 
 def bn_mix(
@@ -104,22 +104,6 @@ def split_op(op: nn.Module) -> tuple[nn.Module, _Split]:
     elif isinstance(op, nn.BatchNorm2d) and not op.affine:
         return nn.Identity(), _Split(False, op)
     return op, _Split(pre_relu, tail)
-
-
-class EdgeInput:
-    """A node state and its ReLU, computed at most once and shared by every op reading it."""
-
-    __slots__ = ("x", "_relu")
-
-    def __init__(self, x: torch.Tensor):
-        self.x = x
-        self._relu: torch.Tensor | None = None
-
-    @property
-    def relu(self) -> torch.Tensor:
-        if self._relu is None:
-            self._relu = F.relu(self.x)
-        return self._relu
 
 
 class CandidateOp(nn.Module):

@@ -10,8 +10,12 @@ touched ≈ 10 GB of fresh pages this way (2.6 M minor faults for 3 steps); the 
 (``benchmarks/search_step.py``).
 
 :func:`tune_malloc` raises ``M_MMAP_THRESHOLD`` to its maximum (32 MiB on 64-bit: every
-activation tensor of the search comes from the heap, not a private ``mmap``) and
-``M_TRIM_THRESHOLD`` to "never": the effect for which CPU tuning guides for PyTorch
+activation tensor of the search comes from the heap, not a private ``mmap``),
+``M_TRIM_THRESHOLD`` to "never", and sets ``M_MMAP_MAX`` to 0 so that blocks above
+32 MiB come from the heap too (final-network training at DARTS's batch 96 has 54 MiB
+activations at 32×32; each was a fresh ``mmap``, 13,800 page faults a tensor: a ReLU
+of one took 21.8 ms, 8.3 ms from the heap; glibc still maps memory when a thread's
+arena cannot grow): the effect for which CPU tuning guides for PyTorch
 suggest preloading jemalloc or tcmalloc, without a library to install. Memory freed by one pass is then reused by the next; the
 process keeps its peak RSS until it exits (the peak itself does not grow). Setting only
 the trim threshold would switch glibc's dynamic mmap threshold off and make things far
@@ -31,6 +35,7 @@ import sys
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_MMAP_MAX = -4
 #: glibc's upper limit for M_MMAP_THRESHOLD on 64-bit (4 MiB * sizeof(long))
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 _done: bool | None = None
@@ -53,5 +58,9 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    _done = (
+        bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX))
+        and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+        and bool(mallopt(M_MMAP_MAX, 0))
+    )
     return _done

@@ -32,7 +32,7 @@ Measured per call on the project's 2-core CPU (channels-last, batch 64, 16 chann
 depthwise weight gradient 4.7–6.1 ms native → 1.6 ms; 3×3 average pooling forward
 2.1 ms → 0.5 ms as a conv.
 
-Which parts of an op use them is decided by :mod:`nasforge.spaces.fused_plan`.
+Which parts of an op use them is decided by :mod:`nasforge.fused.plan`.
 
 None of them supports double backward: the exact-HVP reference in the tests runs the
 supernet with ``fused=False`` (plain modules).
@@ -213,33 +213,52 @@ def _bn_backward(g: torch.Tensor, xhat: torch.Tensor, scale: torch.Tensor, mask:
 
 
 class BnReluDwPw(torch.autograd.Function):
-    """``conv1x1(dwconv(relu(BN(z))))`` for BN(affine=False) in training mode; saves x̂ only."""
+    """``conv1x1(dwconv(relu(BN(z))))`` for a training-mode BN; saves x̂ only.
+
+    ``gamma``/``beta`` are the BN's affine weight and bias (``None`` for BN(affine=False),
+    the search supernets' BN); ``relu(γ·x̂ + β)`` and the depthwise output are recomputed
+    in backward for the weights' gradients.
+    """
 
     @staticmethod
-    def forward(ctx, z, w_dw, w_pw, bn: nn.BatchNorm2d, stride: int, padding: int, dilation: int):  # type: ignore[override]
+    def forward(ctx, z, w_dw, w_pw, gamma, beta, bn: nn.BatchNorm2d, stride: int, padding: int, dilation: int):  # type: ignore[override]
         xhat, invstd = _bn_normalise(z, bn)
         ctx.conf = (stride, padding, dilation)
-        ctx.save_for_backward(xhat, invstd, w_dw, w_pw)
-        return pw_conv(dw_conv(F.relu(xhat), w_dw, stride, padding, dilation), w_pw)
+        ctx.affine = gamma is not None
+        ctx.save_for_backward(xhat, invstd, w_dw, w_pw, gamma, beta)
+        a = _affine(xhat, gamma, beta)
+        return pw_conv(dw_conv(F.relu(a), w_dw, stride, padding, dilation), w_pw)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        xhat, invstd, w_dw, w_pw = ctx.saved_tensors
+        xhat, invstd, w_dw, w_pw, gamma, beta = ctx.saved_tensors
         stride, padding, dilation = ctx.conf
         need_z, need_wdw, need_wpw = ctx.needs_input_grad[:3]
-        # relu(x̂) and its depthwise output are recomputed only for the weights' gradients
-        y = F.relu(xhat) if (need_wdw or need_wpw) else xhat.new_empty(0)
-        t = dw_conv(y, w_dw, stride, padding, dilation) if need_wpw else xhat
+        need_affine = ctx.affine and (ctx.needs_input_grad[3] or ctx.needs_input_grad[4])
+        a = _affine(xhat, gamma, beta) if ctx.affine else xhat
+        # relu(a) and its depthwise output are recomputed only for the weights' gradients
+        y = F.relu(a) if (need_wdw or need_wpw) else a.new_empty(0)
+        t = dw_conv(y, w_dw, stride, padding, dilation) if need_wpw else a
         gt, gw_pw = _pw_backward(g, t, w_pw, (True, need_wpw))
         del t
-        gy, gw_dw = dw_conv_backward(gt, y if need_wdw else xhat, w_dw, stride, padding, dilation, (need_z, need_wdw))
+        gy, gw_dw = dw_conv_backward(gt, y if need_wdw else a, w_dw, stride, padding, dilation, (need_z or need_affine, need_wdw))
         del y
-        gz = None
-        if need_z:
-            gxhat = torch.ops.aten.threshold_backward(gy, xhat, 0.0)  # relu'(x̂)
-            del gy
-            gz, _ = _bn_backward(gxhat, xhat, invstd, (True, False))
-        return gz, gw_dw, gw_pw, None, None, None, None
+        gz = ggamma = gbeta = None
+        if need_z or need_affine:
+            ga = torch.ops.aten.threshold_backward(gy, a, 0.0)  # relu'(a)
+            del gy, a
+            scale = invstd * gamma if ctx.affine else invstd
+            gz, ggamma = _bn_backward(ga, xhat, scale, (bool(need_z), bool(need_affine)))
+            if need_affine:
+                gbeta = ga.sum((0, 2, 3))
+        return gz, gw_dw, gw_pw, ggamma, gbeta, None, None, None, None
+
+
+def _affine(xhat: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None) -> torch.Tensor:
+    """``γ·x̂ + β`` per channel (x̂ itself without affine)."""
+    if gamma is None:
+        return xhat
+    return torch.addcmul(beta.view(1, -1, 1, 1), xhat, gamma.view(1, -1, 1, 1))
 
 
 class BnMix(torch.autograd.Function):

@@ -1,4 +1,4 @@
-"""Which parts of a candidate op run as the autograd functions of :mod:`nasforge.spaces.fused_ops`.
+"""Which parts of a candidate op run as the autograd functions of :mod:`nasforge.fused.functions`.
 
 :func:`fused_plan` matches runs of leaf modules (depthwise→1×1, BN→ReLU→depthwise→1×1,
 3×3 pooling, FactorizedReduce) once, when the op is built; :func:`run_plan` computes the
@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce
-from nasforge.spaces.fused_ops import BnReluDwPw, DwPw, FactorizedReduceFn, MaxPoolRecompute, avg_pool3
+from nasforge.fused.functions import BnReluDwPw, DwPw, FactorizedReduceFn, MaxPoolRecompute, avg_pool3
 
 
 def _leaves(m: nn.Module) -> list[nn.Module]:
@@ -34,8 +34,9 @@ def _is_pw(m: nn.Module) -> bool:
     return type(m) is nn.Conv2d and m.bias is None and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding == (0, 0) and m.groups == 1
 
 
-def _is_plain_bn(m: nn.Module) -> bool:
-    return type(m) is nn.BatchNorm2d and not m.affine
+def _is_bn(m: nn.Module) -> bool:
+    """A BatchNorm2d with running statistics (affine or not: BnReluDwPw handles both)."""
+    return type(m) is nn.BatchNorm2d and m.track_running_stats
 
 
 def _is_avgpool3(m: nn.Module) -> bool:
@@ -59,28 +60,29 @@ def _is_factorized_reduce(m: nn.Module) -> bool:
     return type(m) is FactorizedReduce and m.conv_1.bias is None and m.conv_2.bias is None
 
 
-def fused_plan(body: nn.Module, lean: bool = False) -> Plan | None:
+def fused_plan(body: nn.Module, lean: bool = False, start: int = 0) -> Plan | None:
     """How to compute ``body`` (training mode) with the functions above, or None.
 
     ``body`` is flattened into its leaf modules (nested ``nn.Sequential``); the runs
-    depthwise→1×1, BN(affine=False)→ReLU→depthwise→1×1, 3×3 average pooling and
+    depthwise→1×1, BN→ReLU→depthwise→1×1, 3×3 average pooling and
     FactorizedReduce are replaced,
     other leaves are called as they are; with ``lean``, 3×3 max pooling too
     (:class:`MaxPoolRecompute`: −8 bytes per output element, +1 pooling forward in
     backward; off by default: the memory targets are met without it and time is not).
     The plan names leaves by index (it holds no
     module, so copies of the op stay independent). None when nothing would be replaced.
+    Leaves before ``start`` are left out of the plan (the caller applies them).
     """
     leaves = _leaves(body)
     plan: list[tuple[str, tuple[int, ...]]] = []
-    replaced, i = False, 0
+    replaced, i = False, start
     while i < len(leaves):
         if isinstance(leaves[i], nn.Identity):
             i += 1
             continue
         nxt = [j for j in range(i, len(leaves)) if not isinstance(leaves[j], nn.Identity)][:4]
         a = [leaves[j] for j in nxt]
-        if len(a) == 4 and _is_plain_bn(a[0]) and type(a[1]) is nn.ReLU and _is_dw(a[2]) and _is_pw(a[3]):
+        if len(a) == 4 and _is_bn(a[0]) and type(a[1]) is nn.ReLU and _is_dw(a[2]) and _is_pw(a[3]):
             plan.append(("bn_relu_dwpw", (nxt[0], nxt[2], nxt[3])))
             i, replaced = nxt[3] + 1, True
         elif len(a) >= 2 and _is_dw(a[0]) and _is_pw(a[1]):
@@ -113,16 +115,51 @@ def run_plan(plan: Plan, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
             if not bn.training:
                 x = pw(dw(F.relu(bn(x))))
                 continue
-            x = BnReluDwPw.apply(x, dw.weight, pw.weight, bn, dw.stride[0], dw.padding[0], dw.dilation[0])
+            x = BnReluDwPw.apply(x, dw.weight, pw.weight, bn.weight, bn.bias, bn, dw.stride[0], dw.padding[0], dw.dilation[0])
         elif kind == "maxpool":
             pool = leaves[idx[0]]
             x = MaxPoolRecompute.apply(x, 3, pool.stride if isinstance(pool.stride, int) else pool.stride[0], 1)
         elif kind == "avgpool":
             pool = leaves[idx[0]]
             x = avg_pool3(x, pool.stride if isinstance(pool.stride, int) else pool.stride[0])
-        elif kind == "factorized_reduce":
+        elif kind in ("factorized_reduce", "factorized_reduce_after_relu"):
             fr = leaves[idx[0]]
-            x = fr.bn(FactorizedReduceFn.apply(fr.relu(x), fr.conv_1.weight, fr.conv_2.weight))
+            x = fr.relu(x) if kind == "factorized_reduce" else x
+            x = fr.bn(FactorizedReduceFn.apply(x, fr.conv_1.weight, fr.conv_2.weight))
         else:
             x = leaves[idx[0]](x)
     return x
+
+
+def op_plan(op: nn.Module) -> tuple[bool, Plan | None]:
+    """``(pre_relu, plan)`` of a whole built-in op of a final network, for :func:`run_plan`.
+
+    ``pre_relu``: the op opens with a ReLU (sep/dil conv, ReLU-Conv-BN, factorized reduce),
+    which the caller applies once per node state and shares between the ops reading it;
+    the plan then computes the rest, so ``run_plan(plan, op, relu(x))`` equals ``op(x)``
+    in training mode. ``plan`` is None when the op runs best as its own module (then
+    ``pre_relu`` is False and the caller runs ``op(x)``). The op is not modified.
+    """
+    if _is_factorized_reduce(op) and isinstance(op.relu, nn.ReLU):
+        return True, (("factorized_reduce_after_relu", (0,)),)
+    leaves = _leaves(op)
+    if len(leaves) > 1 and type(leaves[0]) is nn.ReLU:
+        rest = fused_plan(op, start=1)
+        return True, rest if rest is not None else tuple(("module", (i,)) for i in range(1, len(leaves)))
+    return False, None
+
+
+class EdgeInput:
+    """A node state and its ReLU, computed at most once and shared by every op reading it."""
+
+    __slots__ = ("x", "_relu")
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+        self._relu: torch.Tensor | None = None
+
+    @property
+    def relu(self) -> torch.Tensor:
+        if self._relu is None:
+            self._relu = F.relu(self.x)
+        return self._relu
