@@ -17,7 +17,8 @@ Frameworks (Fig. 3): CIFAR — a 3×3 conv stem, then ``stages`` stages of ``N``
 2×2 max pooling with stride 2 between stages and the block width doubling after each
 pooling (defaults ``C=32``, ``N=4``, 3 stages follow the Keras reproduction [S]);
 ImageNet — a 7×7 stride-2 conv stem and 3×3 stride-2 max pooling, 4 stages of ``N=3``
-blocks from ``C=64`` [S/U]. Both end with global average pooling and a classifier;
+blocks from ``C=64`` [S/U]. Both end with global average pooling and a classifier, and keep their weights and
+activations NHWC (``channels_last``, :mod:`nasforge.nets.layout`);
 ``head_hidden > 0`` puts the early-stop head of the search (FC-ReLU-Dropout, [S]: FC 1024,
 dropout 0.4) in front of it. Any input size and class count.
 """
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 from nasforge.arch.block import NSC_ARITY, BlockArch
 from nasforge.errors import ArchError
+from nasforge.nets.layout import ChannelsLast
 from nasforge.ops import ReLUConvBN
 
 
@@ -106,7 +108,7 @@ class Block(nn.Module):
         return self.out(out)
 
 
-class BlockNetwork(nn.Module):
+class BlockNetwork(ChannelsLast):
     """The paper's CIFAR or ImageNet framework stacked from one block; ``forward`` returns logits."""
 
     def __init__(
@@ -121,6 +123,7 @@ class BlockNetwork(nn.Module):
         style: Literal["cifar", "imagenet"] = "cifar",
         head_hidden: int = 0,
         dropout: float = 0.0,
+        channels_last: bool = True,
     ):
         super().__init__()
         if style not in ("cifar", "imagenet"):
@@ -153,9 +156,10 @@ class BlockNetwork(nn.Module):
             )
         else:
             self.classifier = nn.Linear(c_in, num_classes)
+        self._layout(channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.body(self.stem(x)))
+        x = F.relu(self.body(self.stem(self._input(x))))
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 

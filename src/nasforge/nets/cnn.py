@@ -22,9 +22,9 @@ network has an auxiliary head and is in training mode. The ``drop_path_prob``
 attribute is read at every forward (DARTS sets it each epoch to ``0.2 * epoch / epochs``).
 
 Both keep their weights and activations channels-last (NHWC) by default
-(``channels_last=True``; the input is converted in ``forward``): oneDNN's depthwise and
-1×1 kernels are faster on it on CPU, and tensor cores prefer it on CUDA. The memory
-format changes no value and no ``state_dict`` key or shape: checkpoints load either way.
+(``channels_last=True``, :mod:`nasforge.nets.layout`); training runs the cells' fused
+path (:mod:`nasforge.nets.cell`), and a cell output's ReLU, read by the next two cells
+and the auxiliary head, is computed once.
 
 One-input (NAS-Bench-201-style) cells without a ``reduce`` cell get NAS-Bench-201's
 fixed residual reduction block *in addition* to the ``layers`` cells, at the same
@@ -41,6 +41,7 @@ from nasforge.arch.cell import CellArch
 from nasforge.errors import ArchError
 from nasforge.fused.plan import EdgeInput
 from nasforge.nets.cell import Cell, ResNetReduction
+from nasforge.nets.layout import ChannelsLast
 
 
 class AuxiliaryHeadCIFAR(nn.Module):
@@ -103,7 +104,7 @@ def reduction_layers(layers: int) -> set[int]:
     return {layers // 3, 2 * layers // 3}
 
 
-class _CellNetwork(nn.Module):
+class _CellNetwork(ChannelsLast):
     """Shared cell stack; subclasses build the stem and set ``aux_cls``."""
 
     aux_cls: type = AuxiliaryHeadCIFAR
@@ -141,16 +142,6 @@ class _CellNetwork(nn.Module):
             self.auxiliary_head = self.aux_cls(C_aux, num_classes)
         self.classifier = nn.Linear(C_prev, num_classes)
         return C_prev
-
-    def _layout(self, channels_last: bool) -> None:
-        self.channels_last = channels_last
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
-
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.dim() == 4:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
 
     def _run_cells(self, s0: torch.Tensor, s1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.training and torch.is_grad_enabled() and all(getattr(c, "fused", False) for c in self.cells):

@@ -15,6 +15,10 @@ Pham et al. 2018, §2.3 and the official code (melodyguan/enas@4bcfd73,
   channel count doubles there, in the search network it stays ``C`` (``general_child``);
 - head: ReLU, global average pool, dropout (``keep_prob`` 1.0 in the macro scripts), linear.
 
+Weights and activations are NHWC (``channels_last``, :mod:`nasforge.nets.layout`); in
+training the separable convs' depthwise→1×1 and the factorised reductions run as the
+memory-saving functions of :mod:`nasforge.fused`.
+
 Where the code differs: in fixed-arc mode ``general_child`` builds op ids 0-3 as a
 1×1 conv followed by a *full* k×k conv (no separable conv), and ids 4/5 as a 1×1 conv and
 a pool. We build separable convs as the paper's search space describes. The search
@@ -29,6 +33,8 @@ import torch.nn as nn
 
 from nasforge.arch.macro import MACRO_OPS, MacroArch
 from nasforge.errors import ArchError
+from nasforge.fused.plan import Plan, fused_plan, run_plan
+from nasforge.nets.layout import ChannelsLast
 from nasforge.ops import FactorizedReduce
 
 
@@ -61,9 +67,17 @@ class MacroBranch(nn.Module):
         else:
             body = nn.MaxPool2d(3, stride=1, padding=1)
         self.body = body
+        #: training path of the separable conv (depthwise→1×1 saving only its input)
+        self._plan: Plan | None = fused_plan(body) if op.startswith("sep_conv_") else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.inp_conv(x))
+        h = self.inp_conv(x)
+        if self._plan is not None and self.training and torch.is_grad_enabled():
+            return run_plan(self._plan, self.body, h)
+        return self.body(h)
+
+
+_FR_PLAN: Plan = (("factorized_reduce", (0,)),)
 
 
 def pool_layers(num_layers: int) -> list[int]:
@@ -71,10 +85,10 @@ def pool_layers(num_layers: int) -> list[int]:
     return sorted({p for p in (num_layers // 3 - 1, 2 * num_layers // 3 - 1) if 0 <= p < num_layers - 1})
 
 
-class MacroNetwork(nn.Module):
+class MacroNetwork(ChannelsLast):
     """Final ENAS macro network; ``forward(x)`` returns ``(logits, None)`` like the cell nets."""
 
-    def __init__(self, arch: MacroArch, num_classes: int, in_channels: int = 3, C: int = 36, dropout: float = 0.0, double_channels: bool = True):
+    def __init__(self, arch: MacroArch, num_classes: int, in_channels: int = 3, C: int = 36, dropout: float = 0.0, double_channels: bool = True, channels_last: bool = True):
         super().__init__()
         arch.validate()
         self.arch = arch
@@ -102,9 +116,10 @@ class MacroNetwork(nn.Module):
                 c_cur = c_next
         self.classifier = nn.Linear(c_cur, num_classes)
         self.dropout = nn.Dropout(dropout)
+        self._layout(channels_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        out = self.stem(x)
+        out = self.stem(self._input(x))
         outputs: list[torch.Tensor] = []
         for i, layer in enumerate(self.arch.layers):
             h = self.branches[i](outputs[-1] if outputs else out)
@@ -112,7 +127,8 @@ class MacroNetwork(nn.Module):
                 h = self.combines[i](torch.cat([h] + [outputs[j] for j in layer.skips], dim=1))
             outputs.append(h)
             if i in self.pool_at:
-                outputs = [red(o) for red, o in zip(self.reductions[str(i)], outputs)]
+                fast = self.training and torch.is_grad_enabled()
+                outputs = [run_plan(_FR_PLAN, red, o) if fast else red(o) for red, o in zip(self.reductions[str(i)], outputs)]
         h = torch.relu(outputs[-1]).mean(dim=(2, 3))
         return self.classifier(self.dropout(h)), None
 

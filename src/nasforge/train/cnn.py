@@ -32,6 +32,7 @@ from nasforge.data import Augment, BatchLoader, ImageDataset, TensorPair, load_i
 from nasforge.errors import ArchError, ConfigError
 from nasforge.memory import check_training_memory, memory_check_disabled
 from nasforge.nets import build_network
+from nasforge.nets.inference import fold_batchnorm
 from nasforge.train.common import (
     CHECKPOINT,
     CHECKPOINT_FORMAT,
@@ -127,17 +128,22 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
 
 
-@torch.no_grad()
 def evaluate_classifier(model: nn.Module, pair: TensorPair, batch_size: int, device: torch.device, amp: bool = False) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (fraction) of ``model`` in eval mode on ``pair``."""
+    """Mean cross-entropy and accuracy (fraction) of ``model`` in eval mode on ``pair``.
+
+    Runs the inference path: a copy with BatchNorm folded into the convs
+    (:func:`~nasforge.nets.inference.fold_batchnorm`) under ``torch.inference_mode``."""
     model.eval()
+    with torch.no_grad():
+        net = fold_batchnorm(model)
     total, correct, n = 0.0, 0, 0
-    for x, y in BatchLoader(pair, batch_size, shuffle=False, device=device, pin_memory=True):
-        with autocast(device, amp):
-            logits, _ = model(x)
-        total += F.cross_entropy(logits.float(), y, reduction="sum").item()
-        correct += int((logits.argmax(1) == y).sum().item())
-        n += y.shape[0]
+    with torch.inference_mode():
+        for x, y in BatchLoader(pair, batch_size, shuffle=False, device=device, pin_memory=True):
+            with autocast(device, amp):
+                logits, _ = net(x)
+            total += F.cross_entropy(logits.float(), y, reduction="sum").item()
+            correct += int((logits.argmax(1) == y).sum().item())
+            n += y.shape[0]
     return total / max(n, 1), correct / max(n, 1)
 
 
