@@ -14,6 +14,9 @@ drive them. Workloads (the same work as ``search_step.py``, ``train_step.py`` an
 - ``darts-train`` (quark0/darts ``cnn/``): ``NetworkCIFAR`` with the ``DARTS_V2`` genotype,
   auxiliary head weighted 0.4, drop path 0.2, SGD as above (``train.py``'s settings).
   ``--amp bf16|fp16`` wraps forward and loss in ``torch.autocast`` as ``train_step.py`` does.
+  ``--style imagenet``: ``NetworkImageNet`` (14 cells, C = 48, 224×224, 1000 classes,
+  batch 64 unless overridden) with ``train_imagenet.py``'s defaults: no auxiliary tower,
+  no drop path.
 - ``enas-rnn`` (carpedm20/ENAS-pytorch): the ``Trainer`` built from the repository's own
   argument defaults (hidden 1000, batch 64, BPTT 35, 12 blocks unless overridden); one step
   = ``train_shared(max_step=0)`` (sample a child, forward/backward, clip, SGD). Needs PTB.
@@ -110,15 +113,20 @@ def _darts_train(a, dev: torch.device):
     _stand_in(("torchvision", "torchvision.datasets", "torchvision.transforms"))
     sys.path.insert(0, str(Path(a.peer_dir) / "cnn"))
     import genotypes  # noqa: PLC0415 (the peer's module)
-    from model import NetworkCIFAR  # noqa: PLC0415
+    from model import NetworkCIFAR, NetworkImageNet  # noqa: PLC0415
 
-    model = NetworkCIFAR(a.channels or 36, 10, a.layers or 20, True, genotypes.DARTS_V2).to(dev)
-    model.drop_path_prob = 0.2
+    imagenet = a.style == "imagenet"
+    if imagenet:  # train_imagenet.py's defaults: no auxiliary tower, no drop path, 1000 classes
+        classes, model = 1000, NetworkImageNet(a.channels or 48, 1000, a.layers or 14, False, genotypes.DARTS_V2).to(dev)
+        model.drop_path_prob = 0.0
+    else:
+        classes, model = 10, NetworkCIFAR(a.channels or 36, 10, a.layers or 20, True, genotypes.DARTS_V2).to(dev)
+        model.drop_path_prob = 0.2
     model.train()
     crit = nn.CrossEntropyLoss()
     opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
-    bs, size = a.batch_size or 96, a.size or 32
-    x, y = torch.randn(bs, 3, size, size, device=dev), torch.randint(0, 10, (bs,), device=dev)
+    bs, size = a.batch_size or (64 if imagenet else 96), a.size or (224 if imagenet else 32)
+    x, y = torch.randn(bs, 3, size, size, device=dev), torch.randint(0, classes, (bs,), device=dev)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
     scaler = torch.amp.GradScaler(dev.type) if a.amp == "fp16" else None
 
@@ -126,7 +134,7 @@ def _darts_train(a, dev: torch.device):
         opt.zero_grad()
         with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
             logits, aux = model(x)
-            loss = crit(logits, y) + 0.4 * crit(aux, y)
+            loss = crit(logits, y) + (0.4 * crit(aux, y) if aux is not None else 0.0)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -139,7 +147,8 @@ def _darts_train(a, dev: torch.device):
         else:
             opt.step()
 
-    return step, {"batch_size": bs, "size": size, "layers": a.layers or 20, "channels": a.channels or 36, "amp": a.amp}
+    return step, {"style": a.style, "batch_size": bs, "size": size, "layers": a.layers or (14 if imagenet else 20),
+                  "channels": a.channels or (48 if imagenet else 36), "amp": a.amp}
 
 
 def _enas_rnn(a, dev: torch.device):
@@ -191,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=None, help="ENAS RNN cell nodes")
     p.add_argument("--ptb", default=None, help="PTB folder (enas-rnn)")
     p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off", help="darts-train only")
+    p.add_argument("--style", choices=("cifar", "imagenet"), default="cifar", help="darts-train: NetworkCIFAR or NetworkImageNet")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None)

@@ -83,6 +83,8 @@ WORKLOADS = {
     "darts2": Workload("DARTS search, 2nd order", "search", dict(batch_size=64, size=32, layers=8, channels=16), steps=2, order=2),
     # the auxiliary head expects the 8×8 maps a 32×32 input gives at 2/3 depth
     "train": Workload("DARTS_V2 training step", "train", dict(batch_size=96, size=32, layers=20, channels=36), fixed=("size",)),
+    # train_imagenet.py's network and defaults (no auxiliary tower, no drop path); batch 64 instead of 128 to fit CPU memory
+    "imagenet": Workload("DARTS_V2 ImageNet training step", "train", dict(batch_size=64, size=224, layers=14, channels=48, style="imagenet"), fixed=("size",)),
     "darts1-8x8": Workload("DARTS search, 1st order, 8×8", "search", dict(batch_size=64, size=8, layers=8, channels=16), fixed=("size",)),
     "enas-rnn": Workload("ENAS RNN shared step", "enas", dict(batch_size=64, nhid=1000, bptt=35, nodes=12), steps=4),
 }
@@ -138,7 +140,9 @@ def forward_flops(w: Workload) -> int:
         from nasforge.arch import load_arch
         from nasforge.nets import build_network
 
-        net = build_network(load_arch("DARTS_V2"), num_classes=10, in_channels=3, input_size=s["size"], C=s["channels"], layers=s["layers"], auxiliary=True)
+        style = s.get("style", "cifar")
+        net = build_network(load_arch("DARTS_V2"), num_classes=1000 if style == "imagenet" else 10, in_channels=3, input_size=s["size"],
+                            C=s["channels"], layers=s["layers"], auxiliary=style == "cifar", style=style)
         per_sample = count_flops(net, (1, 3, s["size"], s["size"])).forward  # eval mode: no auxiliary head
     else:
         from nasforge.search.enas_controller import Controller, recurrent_layout
@@ -160,9 +164,12 @@ def commands(w: Workload, a, dev: str) -> tuple[list[str], list[str], str]:
         return (peer + ["darts-search", str(peers / "quark0-darts"), "--order", str(w.order)] + sizes + common,
                 [py, str(BENCH / "search_step.py"), "--mode", f"darts{w.order}"] + sizes + common, "median_s")
     if w.kind == "train":
-        sizes = ["--batch-size", str(s["batch_size"]), "--size", str(s["size"]), "--layers", str(s["layers"]), "--channels", str(s["channels"]), "--amp", a.amp]
+        style = s.get("style", "cifar")
+        sizes = ["--batch-size", str(s["batch_size"]), "--size", str(s["size"]), "--layers", str(s["layers"]), "--channels", str(s["channels"]),
+                 "--amp", a.amp, "--style", style]
+        drop = "0.2" if style == "cifar" else "0"
         return (peer + ["darts-train", str(peers / "quark0-darts")] + sizes + common,
-                [py, str(BENCH / "train_step.py"), "--drop-path", "0.2", "--json", "-"] + sizes + common, "step_s_median")
+                [py, str(BENCH / "train_step.py"), "--drop-path", drop, "--json", "-"] + sizes + common, "step_s_median")
     sizes = ["--batch-size", str(s["batch_size"]), "--nhid", str(s["nhid"]), "--bptt", str(s["bptt"])]
     return (peer + ["enas-rnn", str(peers / "carpedm20-ENAS-pytorch"), "--ptb", a.ptb, "--nodes", str(s["nodes"])] + sizes + common,
             [py, str(BENCH / "enas_step.py"), "--mode", "rnn", "--layers", str(s["nodes"])] + sizes + common, "shared_step_s")

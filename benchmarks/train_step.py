@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels", type=int, default=36)
     p.add_argument("--batch-size", type=int, default=96)
     p.add_argument("--size", type=int, default=32)
-    p.add_argument("--drop-path", type=float, default=0.2)
+    p.add_argument("--drop-path", type=float, default=None, help="default 0.2 (cifar), 0 (imagenet)")
+    p.add_argument("--style", choices=("cifar", "imagenet"), default="cifar",
+                   help="imagenet: NetworkImageNet, 1000 classes, no auxiliary head (DARTS train_imagenet.py defaults)")
+    p.add_argument("--plain", action="store_true", help="reference: plain modules (Cell.fused off), NCHW")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
@@ -72,11 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     device = resolve_device(a.device)
     arch = load_arch(a.arch)
-    model = build_network(arch, num_classes=10, in_channels=3, input_size=a.size, C=a.channels, layers=a.layers, auxiliary=True, drop_path_prob=a.drop_path).to(device)
+    imagenet = a.style == "imagenet"
+    classes = 1000 if imagenet else 10
+    drop = a.drop_path if a.drop_path is not None else (0.0 if imagenet else 0.2)
+    model = build_network(
+        arch, num_classes=classes, in_channels=3, input_size=a.size, C=a.channels, layers=a.layers,
+        auxiliary=not imagenet, drop_path_prob=drop, style=a.style, channels_last=not a.plain,
+    ).to(device)
+    if a.plain:
+        for m in model.modules():
+            if hasattr(m, "fused"):
+                m.fused = False
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
     x = torch.randn(a.batch_size, 3, a.size, a.size, device=device)
-    y = torch.randint(0, 10, (a.batch_size,), device=device)
+    y = torch.randint(0, classes, (a.batch_size,), device=device)
     rss_before = peak_rss_mib()
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
     scaler = torch.amp.GradScaler(device.type) if a.amp == "fp16" else None
@@ -88,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits, aux = model(x)
-            loss = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+            loss = F.cross_entropy(logits, y) + (0.4 * F.cross_entropy(aux, y) if aux is not None else 0.0)
         if scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -109,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     times = [step() for _ in range(a.steps)]
     res = {
         "arch": a.arch,
+        "style": a.style,
+        "plain": a.plain,
         "layers": a.layers,
         "channels": a.channels,
         "batch_size": a.batch_size,

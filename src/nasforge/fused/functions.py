@@ -104,9 +104,11 @@ def dw_conv_backward(
     flipped (a fast dilated *forward*), and ∂w comes from one plain depthwise conv over the
     four polyphase components of x and g (row phases stacked in the batch, column phases as
     channels, NHWC; kernel shared by both column phases); at stride 2 only the even
-    rows/columns of x are read, so both come from a plain conv on them. Undilated 5×5 at
-    stride 1: ∂w from :func:`_dw_weight_grad`. Anything else (or phases smaller than the
-    kernel, where the plain kernels are slow too): native.
+    rows/columns of x are read, so both come from a plain conv on them. Undilated, stride
+    1, 'same' padding: ∂x is the flipped-kernel forward too (3×3, 36 channels, 32×32,
+    batch 96: both gradients 4.0 → 3.6 ms), and a 5×5 ∂w comes from
+    :func:`_dw_weight_grad`. Anything else (or phases smaller than the kernel, where the
+    plain kernels are slow too): native.
     """
     k = w.shape[-1]
     groups = w.shape[0]
@@ -133,9 +135,13 @@ def dw_conv_backward(
                 gx = torch.zeros_like(x)
                 gx[:, :, ::2, ::2] = gxe
             return gx, gw
-    if stride == 1 and dilation == 1 and k == 5 and padding == 2 and mask[1]:
-        gx = _conv_bwd(g, x, w, None, [1, 1], [2, 2], [1, 1], False, [0, 0], groups, [True, False, False])[0] if mask[0] else None
-        return gx, _dw_weight_grad(g, x, w)
+    if stride == 1 and dilation == 1 and k % 2 == 1 and padding == (k - 1) // 2:
+        # ∂x: the 'same' conv of g with the flipped kernel, on the fast forward kernel
+        gx = dw_conv(g, w.flip(-2, -1), 1, padding, 1) if mask[0] else None
+        gw = None
+        if mask[1]:
+            gw = _dw_weight_grad(g, x, w) if k == 5 else _conv_bwd(g, x, w, None, [1, 1], [padding, padding], [1, 1], False, [0, 0], groups, [False, True, False])[1]
+        return gx, gw
     gx, gw, _ = _conv_bwd(g, x, w, None, [stride, stride], [padding, padding], [dilation, dilation], False, [0, 0], groups, [mask[0], mask[1], False])
     return gx, gw
 

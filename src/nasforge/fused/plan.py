@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce
+from nasforge.fused.chain import DwPwBnChain
 from nasforge.fused.functions import BnReluDwPw, DwPw, FactorizedReduceFn, MaxPoolRecompute, avg_pool3
 
 
@@ -116,6 +117,20 @@ def run_plan(plan: Plan, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
                 x = pw(dw(F.relu(bn(x))))
                 continue
             x = BnReluDwPw.apply(x, dw.weight, pw.weight, bn.weight, bn.bias, bn, dw.stride[0], dw.padding[0], dw.dilation[0])
+        elif kind == "chain":
+            conf, bns, weights = [], [], []
+            for j in range(0, len(idx), 3):
+                dw, pw, bn = leaves[idx[j]], leaves[idx[j + 1]], leaves[idx[j + 2]]
+                if not bn.training:
+                    break
+                conf.append((dw.stride[0], dw.padding[0], dw.dilation[0]))
+                bns.append(bn)
+                weights += [dw.weight, pw.weight, bn.weight, bn.bias]
+            else:
+                x = DwPwBnChain.apply(x, tuple(conf), tuple(bns), *weights)
+                continue
+            for j in range(0, len(idx), 3):  # eval-mode BN: the plain modules
+                x = leaves[idx[j + 2]](leaves[idx[j + 1]](leaves[idx[j]](F.relu(x) if j else x)))
         elif kind == "maxpool":
             pool = leaves[idx[0]]
             x = MaxPoolRecompute.apply(x, 3, pool.stride if isinstance(pool.stride, int) else pool.stride[0], 1)
@@ -131,12 +146,29 @@ def run_plan(plan: Plan, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _chain(leaves: list[nn.Module]) -> tuple[int, ...] | None:
+    """Indices (dw, pw, bn per stage) when ``leaves`` is exactly ``dw, pw, BN`` stages joined
+    by ReLUs (a final network's sep/dil conv after its leading ReLU), else None."""
+    out: list[int] = []
+    i = 0
+    while True:
+        if i + 3 > len(leaves) or not (_is_dw(leaves[i]) and _is_pw(leaves[i + 1]) and _is_bn(leaves[i + 2])):
+            return None
+        out += [i, i + 1, i + 2]
+        i += 3
+        if i == len(leaves):
+            return tuple(out)
+        if type(leaves[i]) is not nn.ReLU:
+            return None
+        i += 1
+
+
 def op_plan(op: nn.Module) -> tuple[bool, Plan | None]:
     """``(pre_relu, plan)`` of a whole built-in op of a final network, for :func:`run_plan`.
 
     ``pre_relu``: the op opens with a ReLU (sep/dil conv, ReLU-Conv-BN, factorized reduce),
     which the caller applies once per node state and shares between the ops reading it;
-    the plan then computes the rest, so ``run_plan(plan, op, relu(x))`` equals ``op(x)``
+    the plan then computes the rest (a sep/dil conv as one :class:`DwPwBnChain`), so ``run_plan(plan, op, relu(x))`` equals ``op(x)``
     in training mode. ``plan`` is None when the op runs best as its own module (then
     ``pre_relu`` is False and the caller runs ``op(x)``). The op is not modified.
     """
@@ -144,9 +176,12 @@ def op_plan(op: nn.Module) -> tuple[bool, Plan | None]:
         return True, (("factorized_reduce_after_relu", (0,)),)
     leaves = _leaves(op)
     if len(leaves) > 1 and type(leaves[0]) is nn.ReLU:
+        chain = _chain(leaves[1:])
+        if chain is not None:
+            return True, (("chain", tuple(1 + j for j in chain)),)
         rest = fused_plan(op, start=1)
         return True, rest if rest is not None else tuple(("module", (i,)) for i in range(1, len(leaves)))
-    return False, None
+    return False, fused_plan(op)  # e.g. 3×3 average pooling as a depthwise conv
 
 
 class EdgeInput:
