@@ -97,3 +97,44 @@ def test_bn_relu_dwpw_with_affine_bn_matches_finite_differences():
         return BnReluDwPw.apply(z, w_dw, w_pw, gamma, beta, bn, 1, 2, 2)
 
     assert torch.autograd.gradcheck(f, (z, w_dw, w_pw, gamma, beta), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("stages,stride,dilation,affine", [(2, 1, 1, True), (2, 2, 1, True), (1, 1, 2, True), (1, 2, 2, True), (2, 1, 1, False)])
+def test_dwpw_bn_chain_matches_finite_differences(stages, stride, dilation, affine):
+    from nasforge.fused.chain import DwPwBnChain
+
+    torch.manual_seed(0)
+    C, k = 3, 3
+    pad = dilation * (k - 1) // 2
+    bns = tuple(torch.nn.BatchNorm2d(C, affine=affine).double() for _ in range(stages))
+    conf = tuple(((stride if i == 0 else 1), pad, dilation) for i in range(stages))
+    weights = []
+    for bn in bns:
+        weights += [torch.randn(C, 1, k, k, dtype=torch.float64, requires_grad=True), torch.randn(C, C, 1, 1, dtype=torch.float64, requires_grad=True)]
+        weights += [bn.weight, bn.bias] if affine else [None, None]
+    x = torch.randn(2, C, 7, 7, dtype=torch.float64, requires_grad=True)
+    inputs = [x] + [w for w in weights if w is not None]
+
+    def f(*ts):
+        it = iter(ts[1:])
+        ws = [next(it) if w is not None else None for w in weights]
+        return DwPwBnChain.apply(ts[0], conf, bns, *ws)
+
+    assert torch.autograd.gradcheck(f, tuple(inputs), eps=1e-6, atol=1e-6)
+
+
+def test_evaluation_runs_a_bn_folded_copy_that_scores_the_same():
+    from nasforge.nets.inference import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = build_network(load_arch("DARTS_V2"), num_classes=10, in_channels=3, input_size=16, C=8, layers=5, auxiliary=True)
+    x = torch.randn(16, 3, 16, 16)
+    for _ in range(3):  # training steps move the BN statistics and weights away from their start
+        _train_step(net, x, torch.randint(0, 10, (16,)))
+    net.eval()
+    folded = fold_batchnorm(net)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < n_bn / 4  # most BNs folded away
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x)[0], net(x)[0], rtol=1e-4, atol=1e-4)
+    assert net.state_dict().keys() == build_network(load_arch("DARTS_V2"), num_classes=10, in_channels=3, input_size=16, C=8, layers=5, auxiliary=True).state_dict().keys()

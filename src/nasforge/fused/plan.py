@@ -193,6 +193,13 @@ class EdgeInput:
         self.x = x
         self._relu: torch.Tensor | None = None
 
+    @classmethod
+    def of_relu(cls, relu: torch.Tensor) -> "EdgeInput":
+        """A state known only by its ReLU (every reader applies ReLU first); ``x`` is None."""
+        inp = cls.__new__(cls)
+        inp.x, inp._relu = None, relu
+        return inp
+
     @property
     def relu(self) -> torch.Tensor:
         if self._relu is None:

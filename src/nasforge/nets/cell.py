@@ -129,10 +129,12 @@ class Cell(nn.Module):
             states.append(total)
         return torch.cat([states[i] for i in self.concat], dim=1)
 
-    def forward_fused(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float = 0.0) -> torch.Tensor:
+    def forward_fused(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float = 0.0, relu_only: bool = False) -> torch.Tensor:
         """:meth:`forward` in training, by the fused plans (module docstring). The inputs
         carry their ReLU, so a network computes each cell output's ReLU once for the two
-        cells that read it."""
+        cells that read it. ``relu_only``: return ``relu(output)`` only, as the channel
+        concatenation of the nodes' (shared) ReLUs, for readers that apply ReLU first;
+        the output itself is never built."""
         if self.inputs == 2:
             states = [
                 EdgeInput(_run(self.preprocess0, self._fast_pre[0], s0)),
@@ -151,7 +153,15 @@ class Cell(nn.Module):
                 else:
                     total = h if total is None else total + h
             states.append(EdgeInput(total))
+        if relu_only:
+            return torch.cat([states[i].relu for i in self.concat], dim=1)
         return torch.cat([states[i].x for i in self.concat], dim=1)
+
+    @property
+    def reads_relu_only(self) -> bool:
+        """Whether both inputs are read through a leading ReLU only (then the cells before
+        may hand over :meth:`EdgeInput.of_relu` states)."""
+        return self.inputs == 2 and self._fast_pre[0][0] and self._fast_pre[1][0]
 
 
 class ResNetReduction(nn.Module):
