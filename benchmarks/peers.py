@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     work = {}
     for n in names:
         w = WORKLOADS[n]
-        w.settings = {k: (getattr(a, k) if getattr(a, k) is not None and k not in w.fixed else v) for k, v in w.defaults.items()}
+        w.settings = {k: (getattr(a, k) if getattr(a, k, None) is not None and k not in w.fixed else v) for k, v in w.defaults.items()}
         w.steps, w.warmup = a.steps or w.steps, a.warmup if a.warmup is not None else w.warmup
         work[n] = w
     head = {"type": "machine", "utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(dev),
