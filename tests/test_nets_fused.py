@@ -138,3 +138,39 @@ def test_evaluation_runs_a_bn_folded_copy_that_scores_the_same():
     with torch.inference_mode():
         torch.testing.assert_close(folded(x)[0], net(x)[0], rtol=1e-4, atol=1e-4)
     assert net.state_dict().keys() == build_network(load_arch("DARTS_V2"), num_classes=10, in_channels=3, input_size=16, C=8, layers=5, auxiliary=True).state_dict().keys()
+
+
+def test_macro_and_block_networks_fast_path_equals_the_plain_modules():
+    from nasforge.nets.blocks import build_block_network
+    from nasforge.nets.macro import build_macro_network
+
+    macro = next(n for n in zoo.names() if getattr(load_arch(n), "kind", None) == "macro")
+    from nasforge.arch import arch_from_dict
+
+    rows = [[1, "conv", 3, 0, 0], [2, "max_pool", 3, 1, 0], [3, "conv", 1, 0, 0], [4, "add", 0, 2, 3], [5, "terminal", 0, 0, 0]]
+    block = arch_from_dict({"kind": "block", "version": 1, "rows": rows})
+    torch.manual_seed(0)
+    nets = [
+        build_macro_network(load_arch(macro), num_classes=5, in_channels=3, input_size=16, C=8).double(),
+        build_block_network(block, num_classes=5, in_channels=3, C=8, blocks_per_stage=1).double(),
+    ]
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    y = torch.randint(0, 5, (4,))
+    for net in nets:
+        ref = _plain(net)
+        ref.channels_last = False
+        if isinstance(net(x), torch.Tensor):  # block networks return logits only
+            wrap = lambda m: (lambda inp: (m(inp), None))  # noqa: E731
+            fwd, fwd_ref = wrap(net), wrap(ref)
+        else:
+            fwd, fwd_ref = net, ref
+        outs = []
+        for f, m in ((fwd, net), (fwd_ref, ref)):
+            m.zero_grad()
+            torch.manual_seed(1)
+            logits, _ = f(x)
+            F.cross_entropy(logits, y).backward()
+            outs.append((logits.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}))
+        torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=1e-12)
+        for n in outs[0][1]:
+            torch.testing.assert_close(outs[0][1][n], outs[1][1][n], rtol=1e-9, atol=1e-12, msg=n)

@@ -69,10 +69,11 @@ class MacroBranch(nn.Module):
         self.body = body
         #: training path of the separable conv (depthwise→1×1 saving only its input)
         self._plan: Plan | None = fused_plan(body) if op.startswith("sep_conv_") else None
+        self.fused = True  # False: the plain modules (the reference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.inp_conv(x)
-        if self._plan is not None and self.training and torch.is_grad_enabled():
+        if self.fused and self._plan is not None and self.training and torch.is_grad_enabled():
             return run_plan(self._plan, self.body, h)
         return self.body(h)
 
@@ -116,6 +117,7 @@ class MacroNetwork(ChannelsLast):
                 c_cur = c_next
         self.classifier = nn.Linear(c_cur, num_classes)
         self.dropout = nn.Dropout(dropout)
+        self.fused = True  # False: the plain modules (the reference)
         self._layout(channels_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -127,7 +129,7 @@ class MacroNetwork(ChannelsLast):
                 h = self.combines[i](torch.cat([h] + [outputs[j] for j in layer.skips], dim=1))
             outputs.append(h)
             if i in self.pool_at:
-                fast = self.training and torch.is_grad_enabled()
+                fast = self.fused and self.training and torch.is_grad_enabled()
                 outputs = [run_plan(_FR_PLAN, red, o) if fast else red(o) for red, o in zip(self.reductions[str(i)], outputs)]
         h = torch.relu(outputs[-1]).mean(dim=(2, 3))
         return self.classifier(self.dropout(h)), None
