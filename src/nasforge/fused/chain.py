@@ -18,20 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from nasforge.fused.functions import _pw_backward, dw_conv, dw_conv_backward, memory_format_of, pw_conv
+from nasforge.fused.functions import _pw_backward, bn_train, dw_conv, dw_conv_backward, memory_format_of, pw_conv
 
 _bn_bwd = torch.ops.aten.native_batch_norm_backward
-
-
-def _bn_train(z: torch.Tensor, bn: nn.BatchNorm2d, weight, bias) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Training-mode BN of ``z`` (output, batch mean, 1/σ); updates the running statistics as
-    ``nn.BatchNorm2d`` does."""
-    momentum = 0.0 if bn.momentum is None else float(bn.momentum)
-    if bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:  # cumulative moving average
-            momentum = 1.0 / float(bn.num_batches_tracked)
-    return torch.native_batch_norm(z, weight, bias, bn.running_mean, bn.running_var, True, momentum, bn.eps)
 
 
 def _bn_apply(z: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, weight, bias) -> torch.Tensor:
@@ -59,7 +48,7 @@ class DwPwBnChain(torch.autograd.Function):
             if i:
                 h = h.relu_()  # the previous BN's output: a fresh tensor nobody else holds
             z = pw_conv(dw_conv(h, w_dw, stride, padding, dilation), w_pw)
-            h, mean, invstd = _bn_train(z, bns[i], gamma, beta)
+            h, mean, invstd = bn_train(z, bns[i], gamma, beta)
             del z
             stats += [mean, invstd]
         ctx.conf = conf

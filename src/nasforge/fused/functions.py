@@ -185,14 +185,20 @@ class DwPw(torch.autograd.Function):
         return gx, gw_dw, gw_pw, None, None, None
 
 
-def _bn_normalise(z: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """x̂ and 1/σ of a training-mode BN without affine; updates the running statistics as BN does."""
+def bn_train(z: torch.Tensor, bn: nn.BatchNorm2d, weight=None, bias=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training-mode BN of ``z`` with the given affine ``weight``/``bias`` (None: none):
+    ``(output, batch mean, 1/σ)``; updates ``bn``'s running statistics as ``nn.BatchNorm2d`` does."""
     momentum = 0.0 if bn.momentum is None else float(bn.momentum)
     if bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
             momentum = 1.0 / float(bn.num_batches_tracked)
-    xhat, _mean, invstd = torch.native_batch_norm(z, None, None, bn.running_mean, bn.running_var, True, momentum, bn.eps)
+    return torch.native_batch_norm(z, weight, bias, bn.running_mean, bn.running_var, True, momentum, bn.eps)
+
+
+def _bn_normalise(z: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """x̂ and 1/σ of a training-mode BN without affine; updates the running statistics as BN does."""
+    xhat, _mean, invstd = bn_train(z, bn)
     return xhat, invstd
 
 
