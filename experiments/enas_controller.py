@@ -167,13 +167,21 @@ def summarise(ep_rows: list[dict], arch_rows: list[dict]) -> dict:
     }
     per_seed = []
     for s in seeds:
-        row: dict[str, Any] = {"seed": s, "reward_first": next(float(r["reward"]) for r in ep_rows if r["seed"] == s and r["epoch"] == first),
+        from scipy import stats
+
+        rs = [r for r in ep_rows if r["seed"] == s]
+        rho = float(stats.spearmanr([r["epoch"] for r in rs], [float(r["reward"]) for r in rs])[0]) if len(rs) > 2 else float("nan")
+        row: dict[str, Any] = {"seed": s, "reward_spearman_vs_epoch": rho, "reward_first": next(float(r["reward"]) for r in ep_rows if r["seed"] == s and r["epoch"] == first),
                                "reward_last": next(float(r["reward"]) for r in ep_rows if r["seed"] == s and r["epoch"] == last)}
         for g in GROUPS:
             rs = [r for r in arch_rows if r["seed"] == s and r["group"] == g]
             row[g] = statistics.mean(float(r["shared_acc"]) for r in rs) if rs else float("nan")
         per_seed.append(row)
-    return {"per_epoch": per_epoch, "groups": groups, "tests": tests, "per_seed": per_seed,
+    op_share = {}
+    for g in GROUPS:
+        ops = [op for r in arch_rows if r["group"] == g for op in str(r["ops"]).split()]
+        op_share[g] = {op: ops.count(op) / len(ops) for op in sorted(set(ops))}
+    return {"per_epoch": per_epoch, "groups": groups, "tests": tests, "per_seed": per_seed, "op_share": op_share,
             "reward_rises_every_epoch": rises, "reward_first": ms(r_first), "reward_last": ms(r_last)}
 
 
@@ -202,9 +210,15 @@ def markdown(s: dict) -> str:
                      f"{pm(*d['retrained_acc'], 100, 2)} | {pm(*d['param_free_share'], 1, 2)} |")
     lines += ["", "Welch t-tests: " + ", ".join(f"{k.removesuffix('_p')} p = {p(v)}" for k, v in s["tests"].items()), "",
               "Per seed (shared-weight acc %, mean over each group's architectures):", "",
-              "| seed | reward epoch 1 | reward last | " + " | ".join(GROUPS) + " |", "|---" * (3 + len(GROUPS)) + "|"]
+              "| seed | reward epoch 1 | reward last | Spearman ρ (reward, epoch) | " + " | ".join(GROUPS) + " |", "|---" * (4 + len(GROUPS)) + "|"]
     for r in s["per_seed"]:
-        lines.append(f"| {r['seed']} | {r['reward_first']:.3f} | {r['reward_last']:.3f} | " + " | ".join(f"{100 * r[g]:.1f}" for g in GROUPS) + " |")
+        lines.append(f"| {r['seed']} | {r['reward_first']:.3f} | {r['reward_last']:.3f} | {r['reward_spearman_vs_epoch']:.2f} | "
+                     + " | ".join(f"{100 * r[g]:.1f}" for g in GROUPS) + " |")
+    ops = sorted({op for d in s["op_share"].values() for op in d})
+    lines += ["", "Share of each op among the cells' 20 ops (normal + reduce), over all architectures of a group:", "",
+              "| op | " + " | ".join(GROUPS) + " |", "|---" * (1 + len(GROUPS)) + "|"]
+    for op in ops:
+        lines.append(f"| {op} | " + " | ".join(f"{s['op_share'][g].get(op, 0.0):.2f}" for g in GROUPS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -285,10 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python experiments/enas_controller.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    if args.summarise_only:
+    if args.summarise_only:  # summary.json is written at the end: without one the run was interrupted (partial)
         old = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
-        report(out, read_csv(out / "epochs.csv"), read_csv(out / "archs.csv"), {**cfg, "partial": True}, old.get("seconds", {}),
-               float("nan"), float("nan"), command)
+        report(out, read_csv(out / "epochs.csv"), read_csv(out / "archs.csv"), old.get("config") or {**cfg, "partial": True},
+               old.get("seconds", {}), old.get("wall_seconds", float("nan")), old.get("cpu_seconds", float("nan")), old.get("command", command))
         return 0
     tmp = None if args.work else tempfile.mkdtemp(prefix="enas_controller_")
     work = Path(args.work or tmp)

@@ -55,7 +55,15 @@ def test_experiment_smoke(shared_data, tmp_path):
     assert set(summary["tests"]) >= {"reward_first_vs_last_epoch_p", "shared_acc_trained_vs_untrained_p", "retrained_acc_derived_vs_untrained_p"}
     assert (out / "enas_controller.png").stat().st_size > 10_000
     assert "| 2 |" in (out / "summary.md").read_text()
-    # an interrupted run is summarised from the rows already written, with the same numbers
+    assert set(summary["op_share"]) == set(mod.GROUPS)
+    assert all(abs(sum(d.values()) - 1.0) < 1e-9 for d in summary["op_share"].values())
+    # summarising again keeps the finished run's numbers, config and wall time ...
     assert mod.main(["--out", str(out), "--summarise-only"]) == 0
     again = json.loads((out / "summary.json").read_text())
-    assert again["groups"] == summary["groups"] and again["per_epoch"] == summary["per_epoch"] and again["config"]["partial"]
+    assert again["groups"] == summary["groups"] and again["per_epoch"] == summary["per_epoch"]
+    assert again["wall_seconds"] == summary["wall_seconds"] and again["config"] == summary["config"]
+    # ... and an interrupted run (no summary.json yet) is summarised from the rows written, marked partial
+    (out / "summary.json").unlink()
+    assert mod.main(["--out", str(out), "--summarise-only"]) == 0
+    part = json.loads((out / "summary.json").read_text())
+    assert part["groups"] == summary["groups"] and part["config"]["partial"]
