@@ -185,6 +185,40 @@ def summarise(ep_rows: list[dict], arch_rows: list[dict]) -> dict:
             "reward_rises_every_epoch": rises, "reward_first": ms(r_first), "reward_last": ms(r_last)}
 
 
+def control_summary(s: dict, control: Path) -> dict:
+    """Compare with a run of this script whose controller was frozen (``controller_lr`` ≈ 0:
+    random children on shared weights, the same derive step): the reward per epoch without
+    a learning controller, and its derived cells retrained alike."""
+    ep, rows = read_csv(control / "epochs.csv"), read_csv(control / "archs.csv")
+    c = summarise(ep, rows)
+    last = max(r["epoch"] for r in ep)
+
+    def vals(rs: list[dict], g: str, f: str) -> list[float]:
+        return [float(r[f]) for r in rs if r["group"] == g and r[f] != ""]
+
+    return {"dir": str(control), "per_epoch": [{"epoch": e["epoch"], "reward": e["reward"], "reward_std": e["reward_std"]} for e in c["per_epoch"]],
+            "groups": c["groups"], "op_share": c["op_share"], "reward_last": c["reward_last"],
+            "reward_last_enas_vs_frozen_p": welch_p([r["reward_last"] for r in s["per_seed"]], [float(r["reward"]) for r in ep if r["epoch"] == last]),
+            "_derived_retrained": vals(rows, "derived", "retrained_acc")}
+
+
+def control_markdown(s: dict, c: dict) -> str:
+    p = lambda v: "n/a" if v is None else f"{v:.2g}"  # noqa: E731
+    lines = [f"Control: the same searches with the controller frozen at its initial weights ({c['dir']}). Mean reward per epoch, "
+             "ENAS vs frozen (mean ± std over seeds):", "", "| epoch | ENAS | frozen controller |", "|---|---|---|"]
+    for e, f in zip(s["per_epoch"], c["per_epoch"]):
+        lines.append(f"| {e['epoch']} | {pm(e['reward'], e['reward_std'])} | {pm(f['reward'], f['reward_std'])} |")
+    lines += ["", f"Last epoch reward ENAS vs frozen: Welch p = {p(c['reward_last_enas_vs_frozen_p'])}.", "",
+              "On the frozen run's own shared weights and retrained (same budgets as above):", "",
+              "| architectures (frozen run) | n | shared-weight acc | retrained n | retrained acc | param-free share |", "|---" * 6 + "|"]
+    for g in ("derived", "untrained"):
+        d = c["groups"][g]
+        lines.append(f"| {'best of N, frozen controller' if g == 'derived' else LABELS[g]} | {d['n']} | {pm(*d['shared_acc'], 100, 1)} | "
+                     f"{d['retrained_n']} | {pm(*d['retrained_acc'], 100, 2)} | {pm(*d['param_free_share'], 1, 2)} |")
+    lines += ["", f"Retrained derived cells, ENAS vs frozen controller: Welch p = {p(c['retrained_derived_enas_vs_frozen_p'])}."]
+    return "\n".join(lines) + "\n"
+
+
 LABELS = {"derived": "derived (trained controller, best of N)", "trained": "sampled, trained controller",
           "untrained": "sampled, untrained controller", "untrained_derived": "best of N, untrained controller"}
 
@@ -222,7 +256,7 @@ def markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(s: dict, ep_rows: list[dict], arch_rows: list[dict], path: Path) -> None:
+def plot(s: dict, ep_rows: list[dict], arch_rows: list[dict], path: Path, control: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -235,6 +269,10 @@ def plot(s: dict, ep_rows: list[dict], arch_rows: list[dict], path: Path) -> Non
     pe = s["per_epoch"]
     ax[0].errorbar([e["epoch"] for e in pe], [e["reward"] for e in pe], yerr=[e["reward_std"] for e in pe], marker="o", capsize=2,
                    color="tab:blue", label="mean reward (mean ± std over seeds; grey: each seed)")
+    if control:
+        ce = control["per_epoch"]
+        ax[0].errorbar([e["epoch"] for e in ce], [e["reward"] for e in ce], yerr=[e["reward_std"] for e in ce], marker="s", ms=3, capsize=2,
+                       ls="--", color="tab:grey", label="controller frozen at its initial weights (control)")
     ax[0].set(xlabel="epoch", ylabel="reward (child accuracy on valid minibatches)", title="(a) controller reward per epoch")
     ax[0].legend(fontsize=7)
     colors = {"derived": "tab:red", "trained": "tab:blue", "untrained": "tab:grey", "untrained_derived": "tab:green"}
@@ -257,16 +295,22 @@ def plot(s: dict, ep_rows: list[dict], arch_rows: list[dict], path: Path) -> Non
     plt.close(fig)
 
 
-def report(out: Path, ep_rows: list[dict], arch_rows: list[dict], cfg: dict, times: dict, wall: float, cpu: float, command: str) -> None:
+def report(out: Path, ep_rows: list[dict], arch_rows: list[dict], cfg: dict, times: dict, wall: float, cpu: float, command: str,
+           control: Path | None = None) -> None:
     import os
 
     s = summarise(ep_rows, arch_rows)
+    if control is not None:
+        c = control_summary(s, control)
+        c["retrained_derived_enas_vs_frozen_p"] = welch_p([float(r["retrained_acc"]) for r in arch_rows if r["group"] == "derived" and r["retrained_acc"] != ""],
+                                                         c.pop("_derived_retrained"))
+        s["control"] = c
     (out / "summary.json").write_text(json.dumps({"command": command.strip(), "wall_seconds": wall, "cpu_seconds": cpu,
                                                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "config": cfg, "seconds": times, **s},
                                                  indent=1, default=str))
-    md = markdown(s)
+    md = markdown(s) + ("\n" + control_markdown(s, s["control"]) if "control" in s else "")
     (out / "summary.md").write_text(md + f"\nwall time {wall:.0f} s (CPU {cpu:.0f} s)\n")
-    plot(s, ep_rows, arch_rows, out / "enas_controller.png")
+    plot(s, ep_rows, arch_rows, out / "enas_controller.png", s.get("control"))
     print(md)
     print(f"wall time {wall:.1f} s (CPU {cpu:.1f} s); wrote {out}")
 
@@ -281,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override top-level keys (retrain_archs) and evaluate.* keys")
     p.add_argument("--no-retrain", action="store_true")
     p.add_argument("--summarise-only", action="store_true", help="only summarise epochs.csv/archs.csv already in --out")
+    p.add_argument("--control", default=None, help="results folder of a run with the controller frozen (controller_lr=1e-12), to compare with")
     p.add_argument("--work", default=None, help="folder for the full run folders (default: a temporary folder, removed)")
     args = p.parse_args(argv)
     import torch
@@ -302,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarise_only:  # summary.json is written at the end: without one the run was interrupted (partial)
         old = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
         report(out, read_csv(out / "epochs.csv"), read_csv(out / "archs.csv"), old.get("config") or {**cfg, "partial": True},
-               old.get("seconds", {}), old.get("wall_seconds", float("nan")), old.get("cpu_seconds", float("nan")), old.get("command", command))
+               old.get("seconds", {}), old.get("wall_seconds", float("nan")), old.get("cpu_seconds", float("nan")), old.get("command", command),
+               Path(args.control) if args.control else None)
         return 0
     tmp = None if args.work else tempfile.mkdtemp(prefix="enas_controller_")
     work = Path(args.work or tmp)
@@ -321,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    report(out, ep_rows, arch_rows, cfg, times, wall, cpu, command)
+    report(out, ep_rows, arch_rows, cfg, times, wall, cpu, command, Path(args.control) if args.control else None)
     return 0
 
 

@@ -67,3 +67,12 @@ def test_experiment_smoke(shared_data, tmp_path):
     assert mod.main(["--out", str(out), "--summarise-only"]) == 0
     part = json.loads((out / "summary.json").read_text())
     assert part["groups"] == summary["groups"] and part["config"]["partial"]
+    # a control run (controller frozen) is compared with the run: reward per epoch and retrained derived cells
+    ctrl = tmp_path / "frozen"
+    assert mod.main(["--seeds", "2", "--out", str(ctrl), "--work", str(tmp_path / "work2"), "--search-set", *TINY_SEARCH, "controller_lr=1e-12",
+                     "--retrain-set", *TINY_RETRAIN, "--set", "evaluate.samples=2", "evaluate.images=16", "retrain_archs=0"]) == 0
+    assert mod.main(["--out", str(out), "--summarise-only", "--control", str(ctrl)]) == 0
+    both = json.loads((out / "summary.json").read_text())
+    assert [e["epoch"] for e in both["control"]["per_epoch"]] == [1, 2] and both["control"]["groups"]["derived"]["retrained_n"] == 2
+    assert "reward_last_enas_vs_frozen_p" in both["control"] and "retrained_derived_enas_vs_frozen_p" in both["control"]
+    assert "frozen controller" in (out / "summary.md").read_text()
