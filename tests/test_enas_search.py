@@ -151,3 +151,35 @@ def test_rnn_search_then_nasforge_train_on_the_derived_recurrent_cell(tmp_path):
                               "--device", "cpu", "--no-progress", "--out", str(tmp_path / "lm"))
     assert rc == 0, err
     assert "perplexity" in stdout.lower()
+
+
+def test_load_search_gives_the_trained_and_the_initial_controller_and_weights(tmp_path):
+    """``load_search`` rebuilds a finished micro search from its run folder: the checkpoint's
+    shared weights and controller (``initial=False``), or the same seed's initial ones."""
+    import nasforge as nf
+    from nasforge.errors import CheckpointError
+    from nasforge.search.enas import load_search
+
+    out = tmp_path / "run"
+    kw = dict(space="micro", layers=1, channels=4, batch_size=32, controller_steps=3, max_steps=3, limit=200,
+              derive_samples=2, eval_batches=1, device="cpu", controller_lr=0.05)
+    nf.search("enas", data="digits", out=out, epochs=2, seed=3, **kw)
+    ck = load_checkpoint(out / "checkpoint.pt")
+    trained = load_search(out)
+    initial = load_search(out, initial=True)
+    fresh = ENAS(EnasConfig(data="digits", epochs=2, seed=3, **kw))  # a new search with the same seed: its start
+    for name, p in trained.controller.state_dict().items():
+        assert torch.equal(p, ck["rl"]["controller"][name])
+        assert torch.equal(initial.controller.state_dict()[name], fresh.controller.state_dict()[name])
+    assert any(not torch.equal(p, initial.controller.state_dict()[n]) for n, p in trained.controller.state_dict().items())
+    assert all(torch.equal(p, ck["net"][n]) for n, p in trained.net.state_dict().items())
+    assert trained.epoch == 2 and trained.rl.steps == 6 and initial.epoch == 0 and initial.rl.steps == 0
+    # a child's accuracy on whole splits: a fraction of correct images, the same on a second call
+    arch = trained.decode(trained.controller.sample())
+    acc = trained.accuracy(arch, "test")
+    assert 0.0 <= acc <= 1.0 and acc * len(trained.sp.test_pair) == pytest.approx(round(acc * len(trained.sp.test_pair)))
+    assert trained.accuracy(arch, "test") == acc and 0.0 <= trained.accuracy(arch) <= 1.0
+    assert trained.accuracy(arch, "test", images=10) * 10 == pytest.approx(round(trained.accuracy(arch, "test", images=10) * 10))
+    nf.search("darts", data="digits", space="cell", out=tmp_path / "d", epochs=1, layers=1, channels=4, limit=64, batch_size=32)
+    with pytest.raises(CheckpointError, match="not the checkpoint of an ENAS search"):
+        load_search(tmp_path / "d")

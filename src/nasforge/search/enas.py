@@ -121,6 +121,12 @@ class ENAS(ConfigBacked):
         assert best is not None
         return best[1], best[0]
 
+    def accuracy(self, arch: Any, split: str = "valid", images: int | None = None) -> float:
+        """Accuracy of a child with the current shared weights on an image split (``valid``
+        or ``test``, its first ``images`` images or all; micro and macro spaces), scored
+        like the reward."""
+        return self.sp.accuracy(arch, split, images)
+
     def evaluate(self, arch: Any) -> dict[str, float]:
         """Per-epoch metrics of a child on ``eval_batches`` validation minibatches."""
         vals = [self.reward(arch, self.sp.valid_batch()) for _ in range(self.cfg.eval_batches)]
@@ -235,6 +241,28 @@ class ENAS(ConfigBacked):
 
             return nb201_ops(arch)
         return arch
+
+
+def load_search(run_dir: str | Path, *, initial: bool = False, device: str = "cpu") -> ENAS:
+    """The ENAS search of a run folder, for analysis after it: its shared weights (``.net``)
+    and controller (``.controller``) as saved in ``checkpoint.pt`` after the last finished
+    epoch (loaded with ``weights_only=True``), with its data splits (``.accuracy``,
+    ``.reward``, ``.derive``). ``initial=True``: the same search (config and seed) before
+    any training, i.e. the controller and shared weights at their initial values."""
+    from nasforge.config import from_dict
+    from nasforge.utils.io import load_checkpoint
+    from nasforge.utils.rundir import CHECKPOINT
+
+    path = Path(run_dir) / CHECKPOINT
+    ckpt = load_checkpoint(path, map_location=device)
+    header = ckpt.get("header") or {}
+    if header.get("method") != "enas" or "config" not in ckpt or "rl" not in ckpt:
+        raise CheckpointError(f"{path} is not the checkpoint of an ENAS search (method {header.get('method')!r})")
+    cfg = from_dict(EnasConfig, {**ckpt["config"], "device": device}, where=str(path))
+    search = ENAS(cfg, None, progress=False)
+    if not initial:
+        search.load_state_dict(ckpt)
+    return search
 
 
 @register_method(

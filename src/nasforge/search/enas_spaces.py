@@ -61,6 +61,9 @@ class EnasSpace:
     def eval_metrics(self, mean_reward: float) -> dict[str, float]:
         return {"valid_acc": mean_reward}
 
+    def accuracy(self, arch: Any, split: str = "valid", images: int | None = None) -> float:
+        raise ConfigError(f"the {self.cfg.space} space has no image splits to measure a child's accuracy on")
+
     def arch_json(self, arch: Any) -> Any:
         return arch.to_dict()
 
@@ -88,6 +91,7 @@ class ImageSpace(EnasSpace):
 
         ds = load_image_dataset(cfg.data, cfg.data_dir, seed=cfg.seed, limit=cfg.limit, input_size=cfg.input_size)
         self.train_pair, self.valid_pair = split(ds.train, 1.0 - cfg.train_portion, seed=cfg.seed)
+        self.test_pair = ds.test  # never seen by the search; for analysis after it (accuracy)
         if len(self.train_pair) == 0 or len(self.valid_pair) == 0:
             raise ConfigError(f"data set {cfg.data!r} is too small to split with train_portion={cfg.train_portion}")
         if cfg.space == "macro":
@@ -149,6 +153,22 @@ class ImageSpace(EnasSpace):
         with frozen_bn_stats(self.net):
             logits = self.net(x, arch)
         return float((logits.argmax(1) == y).float().mean())
+
+    def accuracy(self, arch: Any, split: str = "valid", images: int | None = None) -> float:
+        """Accuracy of ``arch`` with the shared weights on the first ``images`` (None: all)
+        images of ``split`` (``valid``: the held-out part of the training images; ``test``:
+        the test images), in minibatches of ``batch_size`` scored like the reward (batch
+        statistics)."""
+        if split not in ("valid", "test"):
+            raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
+        pair = self.valid_pair if split == "valid" else self.test_pair
+        if images is not None:
+            pair = pair[:images]
+        correct = 0.0
+        for i in range(0, len(pair), self.cfg.batch_size):
+            b = pair[i : i + self.cfg.batch_size]
+            correct += self.reward(arch, (b.x.to(self.device), b.y.to(self.device))) * len(b)
+        return correct / max(len(pair), 1)
 
 
 class RecurrentSpace(EnasSpace):
