@@ -219,6 +219,9 @@ def test_nb201_supernet_shapes_and_choice():
 @pytest.mark.parametrize("k,stride,size,dilation", [
     (5, 1, 10, 2), (5, 1, 7, 2), (3, 1, 8, 2), (5, 2, 8, 2), (3, 2, 7, 2), (5, 2, 5, 2), (3, 1, 2, 2), (5, 1, 20, 2),
     (5, 1, 8, 1), (5, 1, 7, 1), (5, 2, 8, 1), (3, 1, 6, 1),
+    # maps smaller than the kernel: the cropped-kernel route (nasforge.fused.crop)
+    (5, 1, 2, 1), (5, 1, 1, 1), (5, 1, 3, 1), (5, 2, 4, 1), (5, 2, 2, 1), (3, 1, 1, 1),
+    (5, 1, 2, 2), (5, 1, 4, 2), (3, 1, 1, 2), (5, 2, 4, 2), (5, 2, 3, 2), (5, 1, 1, 2),
 ])
 def test_depthwise_backward_equals_autograd(k, stride, size, dilation):
     """The phase / column-pair / flipped-kernel routes of dw_conv_backward give autograd's gradients."""
@@ -235,7 +238,7 @@ def test_depthwise_backward_equals_autograd(k, stride, size, dilation):
 
 
 @pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3", "skip_connect"])
-@pytest.mark.parametrize("stride,size", [(1, 8), (2, 8), (1, 7), (2, 5)])
+@pytest.mark.parametrize("stride,size", [(1, 8), (2, 8), (1, 7), (2, 5), (1, 2), (2, 4), (1, 1)])
 def test_fused_candidate_op_equals_plain_modules(name, stride, size):
     """Same output, input/weight/mixing gradients and BN statistics as the plain modules."""
     torch.manual_seed(0)
@@ -295,3 +298,26 @@ def test_drop_path_on_edges_in_training_only():
     assert 4 <= int(zero.sum()) <= 28 and 4 <= int(both.sum()) <= 28
     net.eval()
     assert torch.allclose(cell(s, s, w["normal"], drop_prob=0.5), cell(s, s, w["normal"]))
+
+
+@pytest.mark.parametrize("k,stride,dilation", [(5, 1, 1), (5, 2, 1), (3, 1, 2), (5, 1, 2), (5, 2, 2), (3, 2, 1), (7, 1, 1)])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 9])
+def test_cropped_depthwise_conv_equals_full(k, stride, dilation, size):
+    """dw_conv on a map smaller than the kernel runs a cropped kernel: same output, and the
+    cropped taps (which only meet padding) get exactly zero gradient."""
+    from nasforge.fused.crop import crop
+    from nasforge.fused.functions import dw_conv
+
+    torch.manual_seed(0)
+    pad = dilation * (k - 1) // 2
+    x = torch.randn(2, 3, size, size, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(3, 1, k, k, dtype=torch.float64)
+    full = F.conv2d(x, w, None, stride, pad, dilation, 3)
+    out = dw_conv(x, w, stride, pad, dilation)
+    assert out.shape == full.shape and torch.allclose(out, full, atol=1e-12)
+    c = crop(x.shape, w, stride, pad, dilation)
+    if size >= dilation * (k - 1) + 1:
+        assert c is None  # every tap reads the input somewhere
+    if size <= 2 and stride == 1:
+        assert c is not None and c[0].shape[-1] <= 3  # a 2×2 map is read by at most the central 3×3 taps
+
