@@ -321,3 +321,24 @@ def test_cropped_depthwise_conv_equals_full(k, stride, dilation, size):
     if size <= 2 and stride == 1:
         assert c is not None and c[0].shape[-1] <= 3  # a 2×2 map is read by at most the central 3×3 taps
 
+
+
+def test_poolings_are_computed_once_per_node_state():
+    """Every edge reading a state shares its 3×3 poolings: 5 max-poolings for the 14 edges
+    of a DARTS cell (states 0..4 have readers), and gradients equal the reference's."""
+    torch.manual_seed(0)
+    net = _tiny(nodes=4)  # 3 cells
+    calls = []
+    for m in net.modules():
+        if isinstance(m, nn.MaxPool2d):
+            m.register_forward_hook(lambda *a: calls.append(1))
+    x, y = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 1])
+    w = _alphas(net)
+    _, g_fused, a_fused = _grads(net, w, x, y)
+    assert len(calls) == 3 * 5
+    net.fused = False
+    _, g_plain, a_plain = _grads(net, w, x, y)
+    for k in g_plain:
+        assert torch.allclose(g_fused[k], g_plain[k], atol=1e-10), k
+    for t in a_plain:
+        assert torch.allclose(a_fused[t], a_plain[t], atol=1e-10)

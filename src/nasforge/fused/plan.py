@@ -184,21 +184,47 @@ def op_plan(op: nn.Module) -> tuple[bool, Plan | None]:
     return False, fused_plan(op)  # e.g. 3×3 average pooling as a depthwise conv
 
 
-class EdgeInput:
-    """A node state and its ReLU, computed at most once and shared by every op reading it."""
+def pooling_key(body: nn.Module, stride: int) -> tuple[str, int] | None:
+    """``("max"|"avg", stride)`` when ``body`` is exactly one 3×3 pooling (a candidate op's
+    body once its BN tail is cut off): its output depends on the input alone, so every op
+    reading the same state can share it (:meth:`EdgeInput.shared`)."""
+    leaves = [leaf for leaf in _leaves(body) if not isinstance(leaf, nn.Identity)]
+    if len(leaves) != 1:
+        return None
+    if _is_maxpool3(leaves[0]):
+        return "max", stride
+    if _is_avgpool3(leaves[0]):
+        return "avg", stride
+    return None
 
-    __slots__ = ("x", "_relu")
+
+class EdgeInput:
+    """A node state and its ReLU, computed at most once and shared by every op reading it;
+    likewise its poolings (:meth:`shared`)."""
+
+    __slots__ = ("x", "_relu", "_shared")
 
     def __init__(self, x: torch.Tensor):
         self.x = x
         self._relu: torch.Tensor | None = None
+        self._shared: dict | None = None
 
     @classmethod
     def of_relu(cls, relu: torch.Tensor) -> "EdgeInput":
         """A state known only by its ReLU (every reader applies ReLU first); ``x`` is None."""
         inp = cls.__new__(cls)
-        inp.x, inp._relu = None, relu
+        inp.x, inp._relu, inp._shared = None, relu, None
         return inp
+
+    def shared(self, key, compute) -> torch.Tensor:
+        """``compute()`` once per ``key`` for this state (a pooling of ``x``: same output
+        for every op asking, and one backward for all of them)."""
+        if self._shared is None:
+            self._shared = {}
+        out = self._shared.get(key)
+        if out is None:
+            out = self._shared[key] = compute()
+        return out
 
     @property
     def relu(self) -> torch.Tensor:

@@ -12,7 +12,8 @@ DARTS' ``MixedOp``; the work is organised differently to save time and memory on
 - ``none`` is never computed (it adds zero), nor is any op whose weight is exactly 0;
 - the ReLU that opens most ops (sep/dil conv, ReLU-Conv-BN, factorized reduce) is cut off
   the op and applied once per node state by the cell (:class:`EdgeInput`), shared by all
-  ops of all edges reading that state;
+  ops of all edges reading that state; so are the 3×3 poolings (computed once per node
+  state, one backward for all the edges reading it);
 - the BN(affine=False) that closes an op is fused with its mixing weight
   (:class:`~nasforge.fused.functions.BnMix`): one saved tensor (x̂) instead of BN's
   input plus the product's input;
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce, is_builtin_op, make_op
 from nasforge.fused.functions import BnMix
-from nasforge.fused.plan import EdgeInput, fused_plan, run_plan
+from nasforge.fused.plan import EdgeInput, fused_plan, pooling_key, run_plan
 
 
 def bn_mix(
@@ -116,7 +117,7 @@ class CandidateOp(nn.Module):
         #: a user's op: run as built; its output may alias its input (never add to it in place)
         self.may_alias = not is_builtin_op(name)
         if self.may_alias:
-            self.body, self.pre_relu, self.tail, self.plan = op, False, None, None
+            self.body, self.pre_relu, self.tail, self.plan, self.pool_key = op, False, None, None, None
             return
         if pool_bn and "pool" in name:
             op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
@@ -125,6 +126,13 @@ class CandidateOp(nn.Module):
         self.pre_relu = split.pre_relu
         self.tail = split.tail_bn  # registered as a sub-module when not None
         self.plan = fused_plan(body)
+        #: a 3×3 pooling: computed once per node state and shared by the edges reading it
+        self.pool_key = pooling_key(body, stride)
+
+    @property
+    def returns_shared(self) -> bool:
+        """True when ``forward(inp)`` (no weight) returns a pooling shared with other edges."""
+        return self.pool_key is not None and self.tail is None
 
     def forward(
         self, inp: EdgeInput, w: torch.Tensor | None = None, fused: bool = True, acc: torch.Tensor | None = None
@@ -136,7 +144,9 @@ class CandidateOp(nn.Module):
         """
         x = inp.relu if self.pre_relu else inp.x
         if fused and self.plan is not None and self.training and torch.is_grad_enabled():
-            h = run_plan(self.plan, self.body, x)
+            h = run_plan(self.plan, self.body, x) if self.pool_key is None else inp.shared(self.pool_key, lambda: run_plan(self.plan, self.body, x))
+        elif self.pool_key is not None:
+            h = inp.shared(self.pool_key, lambda: self.body(x))
         else:
             h = self.body(x)
         if self.tail is not None:
@@ -176,7 +186,7 @@ class MixedOp(nn.Module):
             op = self.ops[k]
             y = op(inp, None if w is None else w[k], fused)
             if out is None:
-                out, owned = y, not (y is inp.x or y is inp._relu or (w is None and op.may_alias))
+                out, owned = y, not (y is inp.x or y is inp._relu or (w is None and (op.may_alias or op.returns_shared)))
             else:
                 out, owned = out + y, True
         return out, owned
