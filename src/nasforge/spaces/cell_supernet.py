@@ -63,6 +63,7 @@ from nasforge.errors import ArchError
 from nasforge.nets.cell import drop_path
 from nasforge.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from nasforge.fused.functions import memory_format_of
+from nasforge.fused.grad import dense_grad
 from nasforge.spaces.mixed_op import EdgeInput, MixedOp
 
 Weights = Mapping[str, torch.Tensor]
@@ -198,7 +199,8 @@ class SearchCell(nn.Module):
         outs = []
         for n in self.concat:
             t = states[n].x
-            outs.append(t if n in keep else torch.zeros_like(t))
+            # the cat's gradient is a channel slice per node: made dense once, not by each op
+            outs.append(dense_grad(t) if n in keep else torch.zeros_like(t))
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
 
