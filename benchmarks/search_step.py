@@ -231,7 +231,7 @@ def main() -> None:
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             step(train, held)
-        print(prof.key_averages(group_by_input_shape=bool(__import__("os").environ.get("BYSHAPE"))).table(sort_by="self_cpu_time_total", row_limit=int(__import__("os").environ.get("ROWS", 25)), max_name_column_width=30, max_shapes_column_width=80))
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     steps = times[a.warmup :]
     res = {
         "mode": f"naive-{a.mode}" if a.naive else a.mode, "device": str(dev), "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
