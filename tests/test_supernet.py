@@ -342,3 +342,22 @@ def test_poolings_are_computed_once_per_node_state():
         assert torch.allclose(g_fused[k], g_plain[k], atol=1e-10), k
     for t in a_plain:
         assert torch.allclose(a_fused[t], a_plain[t], atol=1e-10)
+
+
+def test_dense_grad_hands_on_a_dense_gradient():
+    """dense_grad is the identity in forward; in backward the channel slice of a cat's
+    gradient arrives dense in the input's memory format, with the same values."""
+    from nasforge.fused.grad import dense_grad
+
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    other = torch.randn(2, 5, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    seen = []
+    y = dense_grad(x)
+    y.register_hook(lambda g: seen.append(g.is_contiguous(memory_format=torch.channels_last)))
+    x.register_hook(lambda g: seen.append(g.is_contiguous(memory_format=torch.channels_last)))
+    out = torch.cat([y, other], dim=1)
+    assert torch.equal(y, x)
+    g = torch.randn_like(out)
+    (gx,) = torch.autograd.grad(out, [x], g)
+    assert torch.equal(gx, g[:, :3])
+    assert seen == [False, True]  # the slice arrives strided and leaves dense
