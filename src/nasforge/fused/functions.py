@@ -349,7 +349,7 @@ class FactorizedReduceFn(torch.autograd.Function):
         go, gw2, _ = _conv_bwd(g[:, h:].contiguous(memory_format=fmt), odd, w2, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_x, need_w2, False])
         gx = None
         if need_x:
-            gx = torch.zeros(ctx.x_shape, dtype=g.dtype, device=g.device).contiguous(memory_format=fmt)
+            gx = torch.empty(ctx.x_shape, dtype=g.dtype, device=g.device, memory_format=fmt).zero_()
             gx[:, :, ::2, ::2] = ge
             oh, ow = ctx.odd_hw
             gx[:, :, 1::2, 1::2] = go[:, :, :oh, :ow]
