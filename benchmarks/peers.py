@@ -18,7 +18,11 @@ Workloads (paper settings; ``--workloads`` picks a subset):
 
 The runs are interleaved (pair 1: peer, ours for every workload; pair 2: again ...), one
 process at a time, so drift of a shared machine hits both sides alike. Each process
-reports the median of its timed steps after warm-up. Peak memory: on the CPU the child's
+reports the median of its timed steps after warm-up; both sides get the same warm-up, long
+enough for the steady state a long run sees: 4 steps for the training steps (a nasforge
+training process keeps its freed memory, and its heap stops growing only after ~4 steps:
+minor page faults per step 779k, 62k, 31k, 90k, then under 10; the step times 9.1, 6.9,
+6.6, 7.5, then 6.3 s), 2 for the first-order searches, 1 for the (long) second-order step. Peak memory: on the CPU the child's
 peak RSS as the kernel counts it (``os.wait4``, as ``/usr/bin/time -v``); on CUDA the
 child's ``torch.cuda.max_memory_allocated``. The same run measures the machine's fp32
 matmul peak (median GFLOP/s of ``--matmul-repeats`` n×n products; also the AMP dtype's
@@ -79,13 +83,13 @@ class Workload:
 
 
 WORKLOADS = {
-    "darts1": Workload("DARTS search, 1st order", "search", dict(batch_size=64, size=32, layers=8, channels=16)),
+    "darts1": Workload("DARTS search, 1st order", "search", dict(batch_size=64, size=32, layers=8, channels=16), warmup=2),
     "darts2": Workload("DARTS search, 2nd order", "search", dict(batch_size=64, size=32, layers=8, channels=16), steps=2, order=2),
     # the auxiliary head expects the 8×8 maps a 32×32 input gives at 2/3 depth
-    "train": Workload("DARTS_V2 training step", "train", dict(batch_size=96, size=32, layers=20, channels=36), fixed=("size",)),
+    "train": Workload("DARTS_V2 training step", "train", dict(batch_size=96, size=32, layers=20, channels=36), warmup=4, fixed=("size",)),
     # train_imagenet.py's network and defaults (no auxiliary tower, no drop path); batch 64 instead of 128 to fit CPU memory
-    "imagenet": Workload("DARTS_V2 ImageNet training step", "train", dict(batch_size=64, size=224, layers=14, channels=48, style="imagenet"), fixed=("size",)),
-    "darts1-8x8": Workload("DARTS search, 1st order, 8×8", "search", dict(batch_size=64, size=8, layers=8, channels=16), fixed=("size",)),
+    "imagenet": Workload("DARTS_V2 ImageNet training step", "train", dict(batch_size=64, size=224, layers=14, channels=48, style="imagenet"), warmup=4, fixed=("size",)),
+    "darts1-8x8": Workload("DARTS search, 1st order, 8×8", "search", dict(batch_size=64, size=8, layers=8, channels=16), warmup=2, fixed=("size",)),
     "enas-rnn": Workload("ENAS RNN shared step", "enas", dict(batch_size=64, nhid=1000, bptt=35, nodes=12), steps=4),
 }
 FLOP_MULTIPLIER = {("search", 1): 5, ("search", 2): 13, ("train", 1): 3, ("enas", 1): 3}
