@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 COLUMNS = ("cifar10-test", "cifar100-test", "imagenet-test")
 SHARES = ("skip_connect", "none", "avg_pool_3x3")
+PRIMS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")  # NB201 order = α's columns
 ALL_SKIP = ("skip_connect",) * 6  # the cell DARTS collapses to in the NB201 paper
 ALL_SKIP_STR = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 
@@ -93,6 +94,7 @@ def epoch_rows(method: str, seed: int, metrics_path: Path, stats: TableStats) ->
         row.update({
             "entropy": d["entropy"]["normal"], "entropy_max": math.log(len(probs[0])),
             **{f"share_{s}": sum(op == s for op in ops) / len(ops) for s in SHARES},
+            **{f"p_{s}": statistics.mean(row[PRIMS.index(s)] for row in probs) for s in SHARES},  # softmax(α) mass, mean over edges
             "supernet_acc": d["supernet_acc"], "child_acc": d["child_acc"],
             "temperature": d.get("temperature", ""), "train_loss": d.get("train_loss"), "seconds": d.get("seconds"),
         })
@@ -149,7 +151,7 @@ def baselines(cfg: dict, stats: TableStats) -> list[dict]:
     return out
 
 
-EPOCH_FIELDS = ("cifar10-test", "top_pct_cifar10-test", "entropy", "share_skip_connect", "share_none", "share_avg_pool_3x3", "supernet_acc", "child_acc")
+EPOCH_FIELDS = ("cifar10-test", "top_pct_cifar10-test", "entropy", *(f"{k}_{s}" for k in ("share", "p") for s in SHARES), "supernet_acc", "child_acc")
 
 
 def summarise(rows: list[dict], stats: TableStats, base: list[dict]) -> dict:
@@ -166,7 +168,7 @@ def summarise(rows: list[dict], stats: TableStats, base: list[dict]) -> dict:
         last = max(int(r["epoch"]) for r in rows if r["method"] == method)
         g = sorted((r for r in rows if r["method"] == method and int(r["epoch"]) == last), key=lambda r: int(r["seed"]))
         f: dict[str, Any] = {"method": method, "epochs": last, "seeds": len(g), "cells": [r["cell"] for r in g]}
-        for c in ("search_seconds", *COLUMNS, *("top_pct_" + c for c in COLUMNS), "entropy", *("share_" + s for s in SHARES)):
+        for c in ("search_seconds", *COLUMNS, *("top_pct_" + c for c in COLUMNS), "entropy", *(f"{k}_{s}" for k in ("share", "p") for s in SHARES)):
             f[c], f[c + "_std"] = ms([r[c] for r in g])
         f["all_skip_runs"] = sum(r["cell"] == ALL_SKIP_STR for r in g)
         final.append(f)
@@ -180,29 +182,30 @@ def pm(m: float, s: float, digits: int = 2) -> str:
 def markdown(summary: dict) -> str:
     t = summary["table"]
     lines = ["Derived cells after the last epoch, NB201 table (hp12) test accuracy (%), mean ± std over seeds; "
-             "top % = share of the 15,625 cells with a higher accuracy (lower is better); skip/none share = share of "
-             "the 6 edges whose argmax op is skip_connect / none; seconds = one search, one thread.", ""]
-    lines += ["| method | seeds | epochs | s / search | cifar10 | top % | cifar100 | top % | ImageNet16-120 | top % | entropy | skip share | none share |",
-              "|---" * 13 + "|"]
+             "top % = share of the 15,625 cells with a higher accuracy (lower is better); skip/none/pool share = share of "
+             "the 6 edges whose argmax op is skip_connect / none / avg_pool_3x3; seconds = one search, one thread.", ""]
+    lines += ["| method | seeds | epochs | s / search | cifar10 | top % | cifar100 | top % | ImageNet16-120 | top % | entropy | skip share | none share | pool share | softmax mass skip / none / pool |",
+              "|---" * 15 + "|"]
     for f in summary["final"]:
         cells = " | ".join(f"{pm(f[c], f[c + '_std'])} | {pm(f['top_pct_' + c], f['top_pct_' + c + '_std'], 1)}" for c in COLUMNS)
         lines.append(f"| {f['method']} | {f['seeds']} | {f['epochs']} | {f['search_seconds']:.0f} | {cells} | {pm(f['entropy'], f['entropy_std'], 3)} | "
-                     f"{pm(f['share_skip_connect'], f['share_skip_connect_std'])} | {pm(f['share_none'], f['share_none_std'])} |")
+                     f"{pm(f['share_skip_connect'], f['share_skip_connect_std'])} | {pm(f['share_none'], f['share_none_std'])} | "
+                     f"{pm(f['share_avg_pool_3x3'], f['share_avg_pool_3x3_std'])} | " + " / ".join(f"{f['p_' + x]:.2f}" for x in SHARES) + " |")
     for b in dict.fromkeys((x["strategy"], x["budget"]) for x in summary["baselines"]):
         xs = {x["column"]: x for x in summary["baselines"] if (x["strategy"], x["budget"]) == b}
         cells = " | ".join(f"{pm(xs[c]['mean'], xs[c]['std'])} | {pm(xs[c]['top_pct'], xs[c]['top_pct_std'], 1)}" if c in xs else " | " for c in COLUMNS)
-        lines.append(f"| {b[0]} ({b[1]} table queries, best by val) | {next(iter(xs.values()))['seeds']} | | | {cells} | | | |")
+        lines.append(f"| {b[0]} ({b[1]} table queries, best by its -val column) | {next(iter(xs.values()))['seeds']} | | | {cells} | | | | | |")
     for k, lab in (("optimum", "table optimum (best test)"), ("mean", "table mean"), ("all_skip", "all-skip cell")):
-        lines.append(f"| {lab} | | | | " + " | ".join(f"{t[c][k]:.2f} | {t[c]['top_pct_' + k]:.1f}" for c in COLUMNS) + " | | | |")
+        lines.append(f"| {lab} | | | | " + " | ".join(f"{t[c][k]:.2f} | {t[c]['top_pct_' + k]:.1f}" for c in COLUMNS) + " | | | | | |")
     lines += ["", "Derived cells per seed (last epoch):", ""]
     for f in summary["final"]:
         lines.append(f"- {f['method']}: " + "; ".join(f"`{c}`" for c in f["cells"]))
     lines += ["", "Per epoch (cifar10-test of the derived cell, mean ± std over seeds):", "",
-              "| method | epoch | cifar10 | top % | entropy | skip share | none share | pool share | supernet acc | child acc |", "|---" * 10 + "|"]
+              "| method | epoch | cifar10 | top % | entropy | skip share | none share | pool share | softmax mass on skip | supernet acc | child acc |", "|---" * 11 + "|"]
     for s in summary["per_epoch"]:
         lines.append(f"| {s['method']} | {s['epoch']} | {pm(s['cifar10-test'], s['cifar10-test_std'])} | {pm(s['top_pct_cifar10-test'], s['top_pct_cifar10-test_std'], 1)} | "
                      f"{pm(s['entropy'], s['entropy_std'], 3)} | {pm(s['share_skip_connect'], s['share_skip_connect_std'])} | {pm(s['share_none'], s['share_none_std'])} | "
-                     f"{pm(s['share_avg_pool_3x3'], s['share_avg_pool_3x3_std'])} | {pm(100 * s['supernet_acc'], 100 * s['supernet_acc_std'], 1)} | "
+                     f"{pm(s['share_avg_pool_3x3'], s['share_avg_pool_3x3_std'])} | {pm(s['p_skip_connect'], s['p_skip_connect_std'])} | {pm(100 * s['supernet_acc'], 100 * s['supernet_acc_std'], 1)} | "
                      f"{pm(100 * s['child_acc'], 100 * s['child_acc_std'], 1)} |")
     return "\n".join(lines) + "\n"
 
@@ -223,6 +226,7 @@ def plot(summary: dict, path: Path) -> None:
             a.errorbar(e, [s[f] for s in pe], yerr=[s[f + "_std"] for s in pe], marker="o", ms=3, capsize=2, color=c, label=m)
         ax[2].plot(e, [s["share_skip_connect"] for s in pe], "-o", ms=3, color=c, label=f"{m} skip")
         ax[2].plot(e, [s["share_none"] for s in pe], "--s", ms=3, color=c, label=f"{m} none")
+        ax[2].plot(e, [s["share_avg_pool_3x3"] for s in pe], ":^", ms=3, color=c, label=f"{m} pool")
     t = summary["table"]["cifar10-test"]
     for k, ls in (("optimum", "-"), ("mean", ":"), ("all_skip", "-.")):
         ax[0].axhline(t[k], color="grey", lw=0.9, ls=ls, label=f"table {k.replace('_', '-')}")
@@ -240,7 +244,7 @@ def plot(summary: dict, path: Path) -> None:
     ax[3].set_yscale("symlog", linthresh=1.0)
     ax[0].set_title("(a) derived cell, NB201 cifar10-test (%)")
     ax[1].set_title("(b) entropy of softmax(α) (nats)")
-    ax[2].set_title("(c) share of argmax ops: skip / none")
+    ax[2].set_title("(c) share of argmax ops: skip / none / pool")
     ax[3].set_title("(d) last epoch: top % of the table (lower = better)")
     for a in ax[:3]:
         a.set_xlabel("epoch")
@@ -260,9 +264,15 @@ def write_csv(rows: list[dict], path: Path) -> None:
             w.writerows(rows)
 
 
-def read_csv(path: Path) -> list[dict]:
-    strs = {"method", "cell", "temperature"}
-    return [{k: v if k in strs or v == "" else float(v) for k, v in r.items()} for r in csv.DictReader(open(path, encoding="utf-8"))]
+def rows_from_runs(out: Path, cfg: dict, stats: TableStats, seconds: dict[str, float]) -> list[dict]:
+    """The per-epoch rows rebuilt from the kept ``runs/<method>-s<seed>/metrics.jsonl`` (config's method order)."""
+    order = list(cfg["methods"])
+    runs = [(d.name.rsplit("-s", 1), d) for d in (out / "runs").iterdir() if (d / "metrics.jsonl").is_file()]
+    rows = []
+    for (name, seed), d in sorted(runs, key=lambda x: (order.index(x[0][0]) if x[0][0] in order else len(order), x[0][0], int(x[0][1]))):
+        new = epoch_rows(name, int(seed), d / "metrics.jsonl", stats)
+        rows += [{**r, "search_seconds": seconds.get(f"{name} s{seed}", float("nan"))} for r in new]
+    return rows
 
 
 def report(out: Path, rows: list[dict], cfg: dict, stats: TableStats, times: dict, wall: float, cpu: float, command: str) -> None:
@@ -285,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None, help="use seeds 0..N-1 for every method instead of the config's")
     p.add_argument("--methods", nargs="+", default=None, help="run only these methods of the config")
     p.add_argument("--search-set", nargs="*", default=[], metavar="KEY=VALUE", help="override search config keys")
-    p.add_argument("--summarise-only", action="store_true", help="only summarise the epochs.csv already in --out")
+    p.add_argument("--summarise-only", action="store_true", help="only summarise the runs already in --out (an interrupted or finished run; rewrites epochs.csv)")
     p.add_argument("--work", default=None, help="folder for the full run folders (default: a temporary folder, removed)")
     args = p.parse_args(argv)
     import torch
@@ -307,8 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python experiments/nb201_oneshot.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.summarise_only:  # e.g. an interrupted run: summarise the rows written so far
         old = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
-        report(out, read_csv(out / "epochs.csv"), {**cfg, "partial": True}, stats, old.get("seconds", {}),
-               old.get("wall_seconds", float("nan")), old.get("cpu_seconds", float("nan")), command)
+        cfg = old.get("config", cfg)
+        rows = rows_from_runs(out, cfg, stats, old.get("seconds", {}))
+        write_csv(rows, out / "epochs.csv")
+        report(out, rows, {**cfg, "summarised_only": True}, stats, old.get("seconds", {}),  # the run's command, times
+               old.get("wall_seconds", float("nan")), old.get("cpu_seconds", float("nan")), old.get("command", command))
         return 0
     tmp = None if args.work else tempfile.mkdtemp(prefix="nb201_oneshot_")
     work = Path(args.work or tmp)

@@ -62,7 +62,7 @@ def test_experiment_smoke(shared_data, tmp_path):
     (out / "nb201_oneshot.png").unlink()
     assert mod.main(["--out", str(out), "--summarise-only"]) == 0
     again = json.loads((out / "summary.json").read_text())
-    assert again["final"] == summary["final"] and again["config"]["partial"]
+    assert again["final"] == summary["final"] and again["config"]["summarised_only"]
     assert (out / "nb201_oneshot.png").is_file()
 
 
