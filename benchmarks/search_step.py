@@ -179,6 +179,7 @@ def main() -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--naive", action="store_true", help="darts1/darts2 on a plain re-implementation of the official search network and step (reference)")
     p.add_argument("--no-malloc-tuning", action="store_true", help="glibc's default trimming (see nasforge.utils.malloc)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the supernet's forward (inductor); the first warm-up step includes the compile")
     a = p.parse_args()
     if a.naive and a.mode not in ("darts1", "darts2"):
         p.error("--naive is a reference for --mode darts1 and darts2 only")
@@ -198,6 +199,8 @@ def main() -> None:
         search = DartsSearch(cfg, None, progress=False)
     if a.no_fused:
         search.net.fused = False
+    if a.compile:
+        search.net.forward = torch.compile(search.net.forward)
     search.epoch_begin(0)
     train = next(search._batches(search.train_pair))
     held = next(search._batches(search.heldout_pair))
@@ -236,7 +239,7 @@ def main() -> None:
     res = {
         "mode": f"naive-{a.mode}" if a.naive else a.mode, "device": str(dev), "batch_size": a.batch_size, "size": a.size, "layers": a.layers, "channels": a.channels,
         "threads": torch.get_num_threads(), "checkpoint_cells": a.checkpoint_cells and not a.naive, "channels_last": not (a.no_channels_last or a.naive),
-        "fused": not (a.no_fused or a.naive), "malloc_tuned": malloc_tuned, "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
+        "fused": not (a.no_fused or a.naive), "malloc_tuned": malloc_tuned, "compiled": a.compile, "warmup_seconds": [round(t, 1) for t in times[: a.warmup]], "step_seconds": [round(t, 3) for t in steps], "median_s": round(statistics.median(steps), 3),
         "cpu_s": [round(c, 2) for c in cpu[a.warmup :]],
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
     }
