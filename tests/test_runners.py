@@ -324,3 +324,23 @@ def test_pool_workers_exit_while_the_killed_driver_is_an_unreaped_zombie(tmp_pat
         _reap_leftovers(pids)
         proc.kill()
         proc.wait()
+
+
+def test_a_zombie_counts_as_gone_for_the_driver_watch():
+    """The fallback of the workers' driver watch (no pidfd): a process that has exited but
+    is not reaped yet is gone; a running one is not."""
+    from nasforge.runners.executors import _process_gone
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert not _process_gone(proc.pid)
+        proc.stdin.close()  # it exits; not reaped until wait()
+        deadline = time.time() + 60
+        while _alive(proc.pid):
+            assert time.time() < deadline
+            time.sleep(0.02)
+        assert os.path.exists(f"/proc/{proc.pid}") and _process_gone(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _process_gone(proc.pid)
