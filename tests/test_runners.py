@@ -247,3 +247,100 @@ def test_pool_failures_are_stored_not_retried_forever(tmp_path):
             assert t2.status == "done" and s.best.id == 2
     finally:
         ex.shutdown()
+
+
+# ---- pool workers never outlive their driver ---------------------------------------------
+_POOL_DRIVER = """
+import json, os, signal, sys, time
+import concurrent.futures.process as cfp
+from nasforge.runners.executors import LocalPoolExecutor
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+mode = sys.argv[1]
+if mode == "no-sentinel":
+    # what happens when the forkserver is gone before the pool's manager thread sends the
+    # workers their stop sentinel (it counts them as exited and sends none)
+    cfp._ExecutorManagerThread.shutdown_workers = lambda self: None
+ex = LocalPoolExecutor(2)
+for i in (1, 2):
+    ex.submit(i, "nasforge.runners.faults:synthetic", {"trial_id": i, "arch": {"i": i}, "config": {}})
+done = []
+while len(done) < 2:
+    done += ex.wait(timeout=5)
+pids = sorted(o.result["pid"] for o in done)
+if mode == "sigkill":  # the driver dies without shutting the pool down
+    print(json.dumps(pids), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+ex.shutdown()
+deadline = time.time() + 60
+while any(alive(p) for p in pids) and time.time() < deadline:
+    time.sleep(0.05)
+print(json.dumps({"pids": pids, "alive_after_shutdown": [p for p in pids if alive(p)]}), flush=True)
+"""
+
+
+def _reap_leftovers(pids: list[int]) -> None:
+    for p in pids:
+        if _alive(p):
+            os.kill(p, signal.SIGKILL)
+
+
+def test_pool_shutdown_kills_workers_that_never_get_their_stop_sentinel(tmp_path):
+    """``shutdown()`` ends the pool's workers itself: a worker left waiting on its call queue
+    held the driver's stdout/stderr open after the driver exited, so a caller reading them
+    to EOF (``subprocess.run(capture_output=True)``) waited forever (the flaky hang of the
+    kill-and-resume test)."""
+    res = subprocess.run([sys.executable, "-c", _POOL_DRIVER, "no-sentinel"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    _reap_leftovers(info["pids"])
+    assert len(info["pids"]) == 2 and info["alive_after_shutdown"] == []
+
+
+def test_pool_workers_exit_while_the_killed_driver_is_an_unreaped_zombie(tmp_path):
+    """A SIGKILLed driver whose parent has not reaped it yet (a zombie: its pid still
+    answers ``kill(pid, 0)``) is gone for its workers: they exit instead of waiting until
+    the parent reaps it, which a parent reading the driver's output to EOF never does."""
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_DRIVER, "sigkill"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    pids: list[int] = []
+    try:
+        pids = json.loads(proc.stdout.readline())
+        assert len(pids) == 2
+        deadline = time.time() + 60
+        while _alive(proc.pid):  # the driver is dead but not reaped (no wait()/poll() here)
+            assert time.time() < deadline, "the driver did not die"
+            time.sleep(0.05)
+        assert os.path.exists(f"/proc/{proc.pid}")  # a zombie, not reaped
+        while any(_alive(p) for p in pids):
+            assert time.time() < deadline, "pool workers outlived their (zombie) driver"
+            time.sleep(0.05)
+    finally:
+        _reap_leftovers(pids)
+        proc.kill()
+        proc.wait()
+
+
+def test_a_zombie_counts_as_gone_for_the_driver_watch():
+    """The fallback of the workers' driver watch (no pidfd): a process that has exited but
+    is not reaped yet is gone; a running one is not."""
+    from nasforge.runners.executors import _process_gone
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert not _process_gone(proc.pid)
+        proc.stdin.close()  # it exits; not reaped until wait()
+        deadline = time.time() + 60
+        while _alive(proc.pid):
+            assert time.time() < deadline
+            time.sleep(0.02)
+        assert os.path.exists(f"/proc/{proc.pid}") and _process_gone(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _process_gone(proc.pid)

@@ -172,16 +172,24 @@ def test_deterministic_kill_and_resume_is_exact(tmp_path, method, space, evaluat
     for k in moments:
         out = tmp_path / f"kill{k}"
         proc = subprocess.Popen(cmd(out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.time() + 120
-        while _n_finished(out / "trials.sqlite") < k:
-            assert proc.poll() is None, "the search ended before it could be interrupted"
-            assert time.time() < deadline, "search made no progress"
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        at_kill = _n_finished(out / "trials.sqlite")
-        assert k <= at_kill < n
-        res = subprocess.run(cmd(out) + ["--resume"], env=ENV, capture_output=True, text=True, timeout=300)
+        try:
+            deadline = time.time() + 120
+            while _n_finished(out / "trials.sqlite") < k:
+                assert proc.poll() is None, "the search ended before it could be interrupted"
+                assert time.time() < deadline, "search made no progress"
+                time.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)  # the driver only: its pool is orphaned, as when a user kills it
+            proc.wait()
+            at_kill = _n_finished(out / "trials.sqlite")
+            assert k <= at_kill < n
+            res = subprocess.run(cmd(out) + ["--resume"], env=ENV, capture_output=True, text=True, timeout=300)
+        finally:  # nothing of the killed run outlives the test, whatever happened
+            proc.kill()
+            proc.wait()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         assert res.returncode == 0, res.stdout + res.stderr
         got = _snapshot(out / "trials.sqlite")
         assert got[0] == want[0], f"killed after {at_kill} finished trials: the trial list differs"

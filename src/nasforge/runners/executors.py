@@ -128,23 +128,53 @@ def _kill_pool_children() -> None:
             continue
 
 
+def _process_gone(pid: int) -> bool:
+    """True once ``pid`` has exited, also while it is a zombie its parent has not reaped
+    yet (``kill(pid, 0)`` still succeeds on a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        return os.path.isdir("/proc/self")  # reaped meanwhile; without /proc, kill(pid, 0) is all there is
+    except (OSError, IndexError):
+        return False
+
+
 def _watch_driver(driver_pid: int, interval: float = 0.5) -> None:
-    """Worker initializer: exit when the driver is gone (e.g. SIGKILLed).
+    """Worker initializer: exit as soon as the driver has exited (e.g. SIGKILLed).
 
     An orphaned ``ProcessPoolExecutor`` worker would otherwise wait on its task queue
-    forever (it holds both ends of the queue's pipe, so it never sees EOF)."""
+    forever (it holds both ends of the queue's pipe, so it never sees EOF), holding the
+    driver's stdout/stderr, which it inherited. The driver's exit, not its reaping, is what
+    counts: a parent that reads the driver's output to EOF before reaping it
+    (``subprocess.run(capture_output=True)``) would otherwise wait forever on a zombie
+    driver that still answers ``kill(pid, 0)``. Linux: a pidfd, readable once the driver
+    has exited (zombie or not); elsewhere a poll."""
+    import select
     import threading
     import time
 
+    fd: int | None = None
+    try:
+        fd = os.pidfd_open(driver_pid)  # Linux >= 5.3
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):
+        fd = None
+
     def loop() -> None:
-        while True:
-            time.sleep(interval)
-            try:
-                os.kill(driver_pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                pass
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while not _process_gone(driver_pid):
+                time.sleep(interval)
+        os._exit(0)
 
     threading.Thread(target=loop, name="nasforge-driver-watch", daemon=True).start()
 
@@ -239,8 +269,23 @@ class LocalPoolExecutor:
         return out
 
     def shutdown(self) -> None:
+        """End the pool now: its worker processes are killed, not asked to stop.
+
+        Asking (the pool's stop sentinel) is not enough: a ``ProcessPoolExecutor`` sends
+        it only to workers that it believes alive, and a forkserver's worker is believed
+        dead as soon as the forkserver is (its exit code comes through it), e.g. once
+        :func:`_kill_pool_children` has run. Such a worker waited on its queue after the
+        driver exited, holding the driver's stdout/stderr open. At the end of a search
+        the workers are idle; after an error the trials they hold stay ``pending`` and
+        ``--resume`` runs them again."""
+        procs = [p for s in self._slots for p in list((getattr(s, "_processes", None) or {}).values())]
         for s in self._slots:
             s.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            try:
+                p.kill()
+            except Exception:  # already gone or closed
+                pass
         if self._adopted:
             _kill_pool_children()  # orphans of a killed forkserver, which nothing else would end
 
