@@ -18,9 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from nasforge.fused.bn import batch_norm_backward
 from nasforge.fused.functions import _pw_backward, bn_train, dw_conv, dw_conv_backward, memory_format_of, pw_conv
-
-_bn_bwd = torch.ops.aten.native_batch_norm_backward
 
 
 def _bn_apply(z: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, weight, bias) -> torch.Tensor:
@@ -52,7 +51,6 @@ class DwPwBnChain(torch.autograd.Function):
             del z
             stats += [mean, invstd]
         ctx.conf = conf
-        ctx.eps = [bn.eps for bn in bns]
         ctx.save_for_backward(x, *stats, *weights)
         return h
 
@@ -80,9 +78,7 @@ class DwPwBnChain(torch.autograd.Function):
             base = 3 + 4 * i  # index of w_dw among forward's inputs
             affine = gamma is not None
             mask = [True, bool(affine and need[base + 2]), bool(affine and need[base + 3])]
-            gz, grads[4 * i + 2], grads[4 * i + 3] = _bn_bwd(
-                g, zs[i], gamma, None, None, stats[2 * i], stats[2 * i + 1], True, ctx.eps[i], mask
-            )
+            gz, grads[4 * i + 2], grads[4 * i + 3] = batch_norm_backward(g, zs[i], gamma, stats[2 * i], stats[2 * i + 1], mask)
             zs[i] = None
             gt, grads[4 * i + 1] = _pw_backward(gz, ts[i], w_pw, (True, bool(need[base + 1])))
             del gz

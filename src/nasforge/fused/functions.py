@@ -44,6 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nasforge.fused.bn import batch_norm_backward, batch_norm_train, bn_momentum
 from nasforge.fused.crop import crop, uncrop_grad
 
 _conv_bwd = torch.ops.aten.convolution_backward
@@ -202,13 +203,10 @@ class DwPw(torch.autograd.Function):
 
 def bn_train(z: torch.Tensor, bn: nn.BatchNorm2d, weight=None, bias=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training-mode BN of ``z`` with the given affine ``weight``/``bias`` (None: none):
-    ``(output, batch mean, 1/σ)``; updates ``bn``'s running statistics as ``nn.BatchNorm2d`` does."""
-    momentum = 0.0 if bn.momentum is None else float(bn.momentum)
-    if bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:  # cumulative moving average, as nn.BatchNorm2d
-            momentum = 1.0 / float(bn.num_batches_tracked)
-    return torch.native_batch_norm(z, weight, bias, bn.running_mean, bn.running_var, True, momentum, bn.eps)
+    ``(output, batch mean, 1/σ)``; updates ``bn``'s running statistics as ``nn.BatchNorm2d`` does
+    (by :func:`nasforge.fused.bn.batch_norm_train`: ATen's kernel, or its grouped form where
+    ATen's would share cache lines between threads)."""
+    return batch_norm_train(z, weight, bias, bn.running_mean, bn.running_var, bn_momentum(bn), bn.eps)
 
 
 def _bn_normalise(z: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,8 +231,8 @@ def _bn_backward(g: torch.Tensor, xhat: torch.Tensor, scale: torch.Tensor, mask:
     Returns ``(scale · (g − mean g − x̂·mean(g·x̂)), Σ g·x̂ per channel)``.
     """
     zeros, ones = _zeros_ones(xhat.shape[1], scale.dtype, scale.device)
-    gz, gscale, _ = torch.ops.aten.native_batch_norm_backward(
-        g.contiguous(memory_format=memory_format_of(xhat)), xhat, scale.to(xhat.dtype), None, None, zeros, ones, True, 0.0, [mask[0], mask[1], False]
+    gz, gscale, _ = batch_norm_backward(
+        g.contiguous(memory_format=memory_format_of(xhat)), xhat, scale.to(xhat.dtype), zeros, ones, (mask[0], mask[1], False)
     )
     return gz, gscale
 

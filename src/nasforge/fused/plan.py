@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce
+from nasforge.fused.bn import batch_norm_module
 from nasforge.fused.chain import DwPwBnChain
 from nasforge.fused.functions import BnReluDwPw, DwPw, FactorizedReduceFn, MaxPoolRecompute, avg_pool3
 
@@ -140,7 +141,9 @@ def run_plan(plan: Plan, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
         elif kind in ("factorized_reduce", "factorized_reduce_after_relu"):
             fr = leaves[idx[0]]
             x = fr.relu(x) if kind == "factorized_reduce" else x
-            x = fr.bn(FactorizedReduceFn.apply(x, fr.conv_1.weight, fr.conv_2.weight))
+            x = batch_norm_module(fr.bn, FactorizedReduceFn.apply(x, fr.conv_1.weight, fr.conv_2.weight))
+        elif isinstance(leaves[idx[0]], nn.BatchNorm2d):
+            x = batch_norm_module(leaves[idx[0]], x)
         else:
             x = leaves[idx[0]](x)
     return x

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from nasforge.arch.cell import CellArch
 from nasforge.errors import ArchError
+from nasforge.fused.bn import batch_norm_module
 from nasforge.fused.plan import EdgeInput
 from nasforge.nets.cell import Cell, ResNetReduction
 from nasforge.nets.layout import ChannelsLast
@@ -181,6 +182,14 @@ class _CellNetwork(ChannelsLast):
         return self.classifier(out), aux
 
 
+def _stem(stem: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``stem(x)``, its BNs by :func:`batch_norm_module` (ATen's kernels share cache lines
+    between threads at channel counts such as 108 or 24)."""
+    for m in stem:
+        x = batch_norm_module(m, x) if isinstance(m, nn.BatchNorm2d) else m(x)
+    return x
+
+
 class NetworkCIFAR(_CellNetwork):
     """DARTS ``NetworkCIFAR`` from any ``cell`` architecture (see module docstring)."""
 
@@ -199,7 +208,7 @@ class NetworkCIFAR(_CellNetwork):
         self._layout(channels_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        s = self.stem(self._input(x))
+        s = _stem(self.stem, self._input(x))
         return self._run_cells(s, s)
 
 
@@ -230,8 +239,8 @@ class NetworkImageNet(_CellNetwork):
         self._layout(channels_last)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        s0 = self.stem0(self._input(x))
-        s1 = self.stem1(s0)
+        s0 = _stem(self.stem0, self._input(x))
+        s1 = _stem(self.stem1, s0)
         return self._run_cells(s0, s1)
 
 
