@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from nasforge.fused.bn import batch_norm_backward
-from nasforge.fused.functions import _pw_backward, bn_train, dw_conv, dw_conv_backward, memory_format_of, pw_conv
+from nasforge.fused.functions import bn_train, dw_conv, dw_conv_backward, memory_format_of
+from nasforge.fused.pointwise import _pw_backward, pw_conv
 
 
 def _bn_apply(z: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, weight, bias) -> torch.Tensor:

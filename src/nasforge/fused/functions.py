@@ -45,6 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nasforge.fused.bn import batch_norm_backward, batch_norm_train, bn_momentum
+from nasforge.fused.pointwise import _pw_backward, pw_conv
 from nasforge.fused.crop import crop, uncrop_grad
 
 _conv_bwd = torch.ops.aten.convolution_backward
@@ -158,25 +159,6 @@ def dw_conv_backward(
         return gx, gw
     gx, gw, _ = _conv_bwd(g, x, w, None, [stride, stride], [padding, padding], [dilation, dilation], False, [0, 0], groups, [mask[0], mask[1], False])
     return gx, gw
-
-
-def pw_conv(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """1×1 conv without bias.
-
-    (Measured: computing it as a matrix product on NHWC views cuts per-call overhead but made
-    the second-order DARTS step's resident memory grow step after step, so it stays a conv.
-    Tried again on 2026-12-02: DARTS first order at 8×8 2.35 → 2.24–2.33 s a step, the
-    final-network step at batch 96 unchanged and its peak RSS +180 MB; not taken.)
-    """
-    return F.conv2d(t, w)
-
-
-def _pw_backward(g: torch.Tensor, t: torch.Tensor, w: torch.Tensor, mask: tuple[bool, bool]):
-    """(∂t, ∂w) of :func:`pw_conv`; ``t`` is only read for ∂w."""
-    if not mask[1]:
-        return F.conv2d(g, w.transpose(0, 1).contiguous()), None
-    gt, gw, _ = _conv_bwd(g, t, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [mask[0], mask[1], False])
-    return gt, gw
 
 
 class DwPw(torch.autograd.Function):
