@@ -23,7 +23,9 @@ enough for the steady state a long run sees: 4 steps for the training steps (a n
 training process keeps its freed memory, and its heap stops growing only after ~4 steps:
 minor page faults per step 779k, 62k, 31k, 90k, then under 10; the step times 9.1, 6.9,
 6.6, 7.5, then 6.3 s), 2 for the first-order searches, 1 for the (long) second-order step. Peak memory: on the CPU the child's
-peak RSS as the kernel counts it (``os.wait4``, as ``/usr/bin/time -v``); on CUDA the
+peak RSS as the kernel counts it (``os.wait4``, as ``/usr/bin/time -v``, in a small launcher
+that forks the benchmark: Linux carries the RSS high-water mark across exec, so a process
+forked from this one counted at least this one's RSS); on CUDA the
 child's ``torch.cuda.max_memory_allocated``. The same run measures the machine's fp32
 matmul peak (median GFLOP/s of ``--matmul-repeats`` n×n products; also the AMP dtype's
 with ``--amp``), and every workload's achieved GFLOP/s is set against it.
@@ -58,6 +60,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import signal
 import tempfile
 import threading
 import time
@@ -179,29 +182,51 @@ def commands(w: Workload, a, dev: str) -> tuple[list[str], list[str], str]:
             [py, str(BENCH / "enas_step.py"), "--mode", "rnn", "--layers", str(s["nodes"])] + sizes + common, "shared_step_s")
 
 
+# A benchmark process is started by this small launcher, not by peers.py itself: Linux
+# carries a process's RSS high-water mark across exec, so a child forked from this (large)
+# process would report at least this process's RSS (956 MB) however little it used. The
+# launcher forks the benchmark from its own ~10 MB and reports the benchmark's rusage.
+_LAUNCHER = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[1], sys.argv[1:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "sys.stderr.write('\\n@peak_rss_kib %d\\n' % usage.ru_maxrss)\n"
+    "sys.stderr.flush()\n"
+    "os._exit(os.waitstatus_to_exitcode(status) % 256)\n"
+)
+
+
 def run_child(argv: list[str], threads: int, timeout: float) -> dict:
     """Run one benchmark process alone; its last JSON line, exit status and own peak RSS."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src")] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env, cwd=ROOT)
-        timer = threading.Timer(timeout, proc.kill)
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=err, env=env, cwd=ROOT,
+            start_new_session=True,
+        )
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         timer.start()
         out = proc.stdout.read().decode(errors="replace")
         proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the running maximum
+        proc.wait()
         timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         stderr = err.read().decode(errors="replace")
-    rss_kib = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss / 1024
+    marks = [ln for ln in stderr.splitlines() if ln.startswith("@peak_rss_kib ")]
+    stderr = "\n".join(ln for ln in stderr.splitlines() if not ln.startswith("@peak_rss_kib ")).strip()
+    rss_kib = int(marks[-1].split()[1]) if marks else 0
+    if sys.platform == "darwin":
+        rss_kib /= 1024  # bytes there
     rec = {"rc": proc.returncode, "wall_s": round(time.perf_counter() - t0, 2), "peak_rss_MiB": round(rss_kib / 1024, 1)}
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode == 0 and lines:
         rec["result"] = json.loads(lines[-1])
     else:
-        rec["error"] = (stderr.strip() or out.strip())[-1500:] or f"exit status {proc.returncode}"
+        rec["error"] = (stderr or out.strip())[-1500:] or f"exit status {proc.returncode}"
     return rec
 
 
