@@ -19,7 +19,7 @@ def test_pw_conv_and_its_backward_equal_the_conv(size, channels_last):
     t = torch.randn(3, 5, size, size, dtype=torch.float64).contiguous(memory_format=fmt)
     w = torch.randn(7, 5, 1, 1, dtype=torch.float64).contiguous(memory_format=fmt)
     g = torch.randn(3, 7, size, size, dtype=torch.float64).contiguous(memory_format=fmt)
-    assert (pointwise._rows(t) is not None) == ((channels_last or size == 1) and size * size <= pointwise.MM_MAX_PIXELS)
+    assert (pointwise._rows(t, 7) is not None) == ((channels_last or size == 1) and size * size <= pointwise.MM_MAX_PIXELS)
     out = pw_conv(t, w)
     torch.testing.assert_close(out, F.conv2d(t, w), rtol=1e-12, atol=1e-12)
     assert out.is_contiguous(memory_format=fmt)
@@ -33,3 +33,9 @@ def test_pw_conv_and_its_backward_equal_the_conv(size, channels_last):
             torch.testing.assert_close(gw, ww.grad, rtol=1e-12, atol=1e-12)
         else:
             assert gw is None
+
+
+def test_large_products_stay_convs():
+    t = torch.randn(64, 64, 8, 8).contiguous(memory_format=torch.channels_last)  # the 8×8 cells of a 32×32 search
+    assert pointwise._rows(t, 64) is None
+    assert pointwise._rows(t[:, :16].contiguous(memory_format=torch.channels_last), 16) is not None
