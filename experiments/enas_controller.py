@@ -44,7 +44,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from snas_vs_darts import ms, parse_sets, pm, welch_p, write_csv  # noqa: E402
+from snas_vs_darts import ms, parse_sets, pm, welch_p, write_csv, write_summary  # noqa: E402
 
 PARAM_FREE = {"skip_connect", "max_pool_3x3", "avg_pool_3x3", "none"}
 GROUPS = ("derived", "trained", "untrained", "untrained_derived")
@@ -297,19 +297,14 @@ def plot(s: dict, ep_rows: list[dict], arch_rows: list[dict], path: Path, contro
 
 def report(out: Path, ep_rows: list[dict], arch_rows: list[dict], cfg: dict, times: dict, wall: float, cpu: float, command: str,
            control: Path | None = None) -> None:
-    import os
-
     s = summarise(ep_rows, arch_rows)
     if control is not None:
         c = control_summary(s, control)
         c["retrained_derived_enas_vs_frozen_p"] = welch_p([float(r["retrained_acc"]) for r in arch_rows if r["group"] == "derived" and r["retrained_acc"] != ""],
                                                          c.pop("_derived_retrained"))
         s["control"] = c
-    (out / "summary.json").write_text(json.dumps({"command": command.strip(), "wall_seconds": wall, "cpu_seconds": cpu,
-                                                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "config": cfg, "seconds": times, **s},
-                                                 indent=1, default=str))
     md = markdown(s) + ("\n" + control_markdown(s, s["control"]) if "control" in s else "")
-    (out / "summary.md").write_text(md + f"\nwall time {wall:.0f} s (CPU {cpu:.0f} s)\n")
+    write_summary(out, s, md, cfg, times, wall, cpu, command)
     plot(s, ep_rows, arch_rows, out / "enas_controller.png", s.get("control"))
     print(md)
     print(f"wall time {wall:.1f} s (CPU {cpu:.1f} s); wrote {out}")

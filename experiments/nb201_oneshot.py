@@ -31,7 +31,6 @@ import bisect
 import csv
 import json
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -44,18 +43,13 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from snas_vs_darts import ms, write_csv, write_summary  # noqa: E402
 COLUMNS = ("cifar10-test", "cifar100-test", "imagenet-test")
 SHARES = ("skip_connect", "none", "avg_pool_3x3")
 PRIMS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")  # NB201 order = α's columns
 ALL_SKIP = ("skip_connect",) * 6  # the cell DARTS collapses to in the NB201 paper
 ALL_SKIP_STR = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
-
-
-def ms(xs: list[float]) -> tuple[float, float]:
-    xs = [float(x) for x in xs if x not in (None, "") and not math.isnan(float(x))]
-    if not xs:
-        return float("nan"), float("nan")
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
 class TableStats:
@@ -256,14 +250,6 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    if rows:
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-
-
 def rows_from_runs(out: Path, cfg: dict, stats: TableStats, seconds: dict[str, float]) -> list[dict]:
     """The per-epoch rows rebuilt from the kept ``runs/<method>-s<seed>/metrics.jsonl`` (config's method order)."""
     order = list(cfg["methods"])
@@ -277,12 +263,8 @@ def rows_from_runs(out: Path, cfg: dict, stats: TableStats, seconds: dict[str, f
 
 def report(out: Path, rows: list[dict], cfg: dict, stats: TableStats, times: dict, wall: float, cpu: float, command: str) -> None:
     summary = summarise(rows, stats, baselines(cfg, stats))
-    (out / "summary.json").write_text(json.dumps({
-        "command": command.strip(), "wall_seconds": wall, "cpu_seconds": cpu, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "config": cfg, "seconds": times, **summary,
-    }, indent=1, default=str))
     md = markdown(summary)
-    (out / "summary.md").write_text(md + f"\nwall time {wall:.0f} s (CPU {cpu:.0f} s)\n")
+    write_summary(out, summary, md, cfg, times, wall, cpu, command)
     plot(summary, out / "nb201_oneshot.png")
     print(md)
     print(f"wall time {wall:.1f} s (CPU {cpu:.1f} s); wrote {out}")

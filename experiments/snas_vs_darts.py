@@ -44,7 +44,7 @@ PARAM_FREE = {"none", "skip_connect", "max_pool_3x3", "avg_pool_3x3"}
 
 
 def ms(xs: list[float]) -> tuple[float, float]:
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    xs = [float(x) for x in xs if x not in (None, "") and not math.isnan(float(x))]
     if not xs:
         return float("nan"), float("nan")
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
@@ -265,14 +265,20 @@ def read_csv(path: Path) -> list[dict]:
             for r in csv.DictReader(open(path, encoding="utf-8"))]
 
 
-def report(out: Path, ep_rows: list[dict], rt_rows: list[dict], cfg: dict, times: dict, wall: float, cpu: float, command: str) -> None:
-    summary = summarise(ep_rows, rt_rows)
+def write_summary(out: Path, summary: dict, md: str, cfg: dict, times: dict, wall: float, cpu: float, command: str) -> None:
+    """``summary.json`` (the summary with the command, config, wall and CPU time) and
+    ``summary.md`` (the tables and the wall time) of an experiment run in ``out``."""
     (out / "summary.json").write_text(json.dumps({
         "command": command.strip(), "wall_seconds": wall, "cpu_seconds": cpu, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "config": cfg, "seconds": times, **summary,
     }, indent=1, default=str))
-    md = markdown(summary)
     (out / "summary.md").write_text(md + f"\nwall time {wall:.0f} s (CPU {cpu:.0f} s)\n")
+
+
+def report(out: Path, ep_rows: list[dict], rt_rows: list[dict], cfg: dict, times: dict, wall: float, cpu: float, command: str) -> None:
+    summary = summarise(ep_rows, rt_rows)
+    md = markdown(summary)
+    write_summary(out, summary, md, cfg, times, wall, cpu, command)
     plot(summary, rt_rows, out / "snas_vs_darts.png")
     print(md)
     print(f"wall time {wall:.1f} s (CPU {cpu:.1f} s); wrote {out}")
