@@ -57,10 +57,10 @@ import datetime
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
-import signal
 import tempfile
 import threading
 import time

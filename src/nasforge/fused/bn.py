@@ -103,8 +103,7 @@ class BatchNormFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, weight, bias, bn: nn.BatchNorm2d):  # type: ignore[override]
-        momentum = bn_momentum(bn)
-        out, mean, invstd = batch_norm_train(z, weight, bias, bn.running_mean, bn.running_var, momentum, bn.eps)
+        out, mean, invstd = bn_train(z, bn, weight, bias)
         ctx.save_for_backward(z, weight, mean, invstd)
         return out
 
@@ -127,6 +126,13 @@ def bn_momentum(bn: nn.BatchNorm2d) -> float:
     return momentum
 
 
+def bn_train(z: torch.Tensor, bn: nn.BatchNorm2d, weight=None, bias=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training-mode BN of ``z`` with the given affine ``weight``/``bias`` (None: none):
+    ``(output, batch mean, 1/σ)``; updates ``bn``'s running statistics as ``nn.BatchNorm2d``
+    does (by :func:`batch_norm_train`)."""
+    return batch_norm_train(z, weight, bias, bn.running_mean, bn.running_var, bn_momentum(bn), bn.eps)
+
+
 def batch_norm_module(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``bn(x)``; for an ``nn.BatchNorm2d`` in training with running statistics, where
     :func:`batch_norm_train` avoids ATen's false sharing, by :class:`BatchNormFn`."""
@@ -135,4 +141,4 @@ def batch_norm_module(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return bn(x)
 
 
-__all__ = ["BatchNormFn", "batch_norm_backward", "batch_norm_module", "batch_norm_train", "bn_momentum"]
+__all__ = ["BatchNormFn", "batch_norm_backward", "batch_norm_module", "batch_norm_train", "bn_momentum", "bn_train"]

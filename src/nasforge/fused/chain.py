@@ -16,10 +16,9 @@ The depthwise backward takes the faster CPU routes of
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from nasforge.fused.bn import batch_norm_backward
-from nasforge.fused.functions import bn_train, dw_conv, dw_conv_backward, memory_format_of
+from nasforge.fused.bn import batch_norm_backward, bn_train
+from nasforge.fused.functions import dw_conv, dw_conv_backward, memory_format_of
 from nasforge.fused.pointwise import _pw_backward, pw_conv
 
 

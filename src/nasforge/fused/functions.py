@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasforge.fused.bn import batch_norm_backward, batch_norm_train, bn_momentum
+from nasforge.fused.bn import batch_norm_backward, bn_train
 from nasforge.fused.pointwise import _pw_backward, pw_conv
 from nasforge.fused.crop import crop, uncrop_grad
 
@@ -181,14 +181,6 @@ class DwPw(torch.autograd.Function):
         del t
         gx, gw_dw = dw_conv_backward(gt, x, w_dw, stride, padding, dilation, (need_x, need_wdw))
         return gx, gw_dw, gw_pw, None, None, None
-
-
-def bn_train(z: torch.Tensor, bn: nn.BatchNorm2d, weight=None, bias=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Training-mode BN of ``z`` with the given affine ``weight``/``bias`` (None: none):
-    ``(output, batch mean, 1/σ)``; updates ``bn``'s running statistics as ``nn.BatchNorm2d`` does
-    (by :func:`nasforge.fused.bn.batch_norm_train`: ATen's kernel, or its grouped form where
-    ATen's would share cache lines between threads)."""
-    return batch_norm_train(z, weight, bias, bn.running_mean, bn.running_var, bn_momentum(bn), bn.eps)
 
 
 def _bn_normalise(z: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
