@@ -34,16 +34,19 @@ def _cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     (resume_dir / "checkpoint.pt").write_bytes(os.urandom(300))
     bad_key = tmp / "bad.yaml"
     bad_key.write_text("epochs: 1\nlearning_rate: 0.1\n")
-    out = str(tmp / "out")
+
+    def out(case: int) -> str:  # one run folder per case: the cases run at the same time
+        return str(tmp / f"out{case}")
+
     return {
-        "unknown zoo name": (["train", "NOT_A_NET", "--out", out], "NOT_A_NET"),
-        "malformed arch JSON": (["train", str(bad_json), "--out", out], "not valid JSON"),
-        "unknown op": (["train", str(unknown_op), "--out", out], "unknown op 'conv_9x9_magic'"),
-        "missing data dir": (["train", "DARTS_V2", "--data", "cifar10", "--data-dir", str(tmp / "no_such_dir"), "--out", out], "no_such_dir"),
+        "unknown zoo name": (["train", "NOT_A_NET", "--out", out(1)], "NOT_A_NET"),
+        "malformed arch JSON": (["train", str(bad_json), "--out", out(2)], "not valid JSON"),
+        "unknown op": (["train", str(unknown_op), "--out", out(3)], "unknown op 'conv_9x9_magic'"),
+        "missing data dir": (["train", "DARTS_V2", "--data", "cifar10", "--data-dir", str(tmp / "no_such_dir"), "--out", out(4)], "no_such_dir"),
         "corrupted checkpoint (eval)": (["eval", str(corrupt)], "corrupted"),
         "corrupted checkpoint (resume)": (["train", "DARTS_V2", "--resume", "--out", str(resume_dir)], "corrupted"),
-        "unknown config key": (["train", "DARTS_V2", "--config", str(bad_key), "--out", out], "unknown config key 'learning_rate'"),
-        "missing corpus": (["train", "DARTS_RNN_V2", "--data", str(tmp / "no_corpus"), "--out", out], "no_corpus"),
+        "unknown config key": (["train", "DARTS_V2", "--config", str(bad_key), "--out", out(5)], "unknown config key 'learning_rate'"),
+        "missing corpus": (["train", "DARTS_RNN_V2", "--data", str(tmp / "no_corpus"), "--out", out(6)], "no_corpus"),
     }
 
 
@@ -61,7 +64,7 @@ def test_bad_input_gives_one_line_error(tmp_path):
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("nasforge: error: "), f"{name}: {err!r}"
         assert expected in lines[0], f"{name}: {lines[0]!r} does not name {expected!r}"
-    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+    assert not list(tmp_path.glob("out*/checkpoint.pt"))
 
 
 @pytest.mark.parametrize(
