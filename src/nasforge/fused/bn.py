@@ -51,23 +51,33 @@ def _channel(v: torch.Tensor) -> torch.Tensor:
     return v.view(1, -1, 1, 1)
 
 
-def batch_norm_train(z, weight, bias, running_mean, running_var, momentum: float, eps: float):
-    """``torch.native_batch_norm(z, weight, bias, running_mean, running_var, True, momentum,
-    eps)``: ``(output, batch mean, 1/σ)``, the running statistics updated in place."""
+def batch_stats(z, running_mean, running_var, momentum: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel batch mean and biased variance of a training-mode BN, without
+    normalising (one read of ``z`` less than a BN forward); the running statistics, when
+    given, updated in place as ATen's BN updates them (unbiased variance)."""
     k = _groups(z)
     if not k:
-        return torch.native_batch_norm(z, weight, bias, running_mean, running_var, True, momentum, eps)
+        return torch.batch_norm_update_stats(z, running_mean, running_var, momentum)
     c = z.shape[1]
     gmean, gvar = torch.batch_norm_update_stats(_grouped(z, k), None, None, 0.0)
     gmean, gvar = gmean.view(k, c), gvar.view(k, c)
     mean = gmean.mean(0)
     var = gvar.mean(0) + (gmean - mean).square_().mean(0)  # biased, as BN normalises
-    invstd = (var + eps).rsqrt_()
     if running_mean is not None:
         m = z.numel() // c
         with torch.no_grad():
             running_mean.lerp_(mean.to(running_mean.dtype), momentum)
             running_var.lerp_((var * (m / max(m - 1, 1))).to(running_var.dtype), momentum)  # unbiased, as ATen
+    return mean, var
+
+
+def batch_norm_train(z, weight, bias, running_mean, running_var, momentum: float, eps: float):
+    """``torch.native_batch_norm(z, weight, bias, running_mean, running_var, True, momentum,
+    eps)``: ``(output, batch mean, 1/σ)``, the running statistics updated in place."""
+    if not _groups(z):
+        return torch.native_batch_norm(z, weight, bias, running_mean, running_var, True, momentum, eps)
+    mean, var = batch_stats(z, running_mean, running_var, momentum)
+    invstd = (var + eps).rsqrt_()
     scale = invstd if weight is None else invstd * weight
     shift = -mean * scale if bias is None else bias - mean * scale
     return torch.addcmul(_channel(shift), z, _channel(scale)), mean, invstd
@@ -141,4 +151,4 @@ def batch_norm_module(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return bn(x)
 
 
-__all__ = ["BatchNormFn", "batch_norm_backward", "batch_norm_module", "batch_norm_train", "bn_momentum", "bn_train"]
+__all__ = ["BatchNormFn", "batch_norm_backward", "batch_stats", "batch_norm_module", "batch_norm_train", "bn_momentum", "bn_train"]

@@ -65,6 +65,7 @@ from nasforge.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from nasforge.fused.functions import memory_format_of
 from nasforge.fused.grad import dense_grad
 from nasforge.spaces.mixed_op import EdgeInput, MixedOp
+from nasforge.fused.mix import node_mix
 
 Weights = Mapping[str, torch.Tensor]
 Choice = Mapping[str, Sequence[Any]]
@@ -171,7 +172,14 @@ class SearchCell(nn.Module):
         else:
             active = [list(c) for c in choice]
         e = 0
+        # dense weights, fused training: each node's terms summed by one node_mix
+        by_node = choice is None and fused and drop == 0.0 and self.training and torch.is_grad_enabled()
         for _j in range(self.nodes):
+            if by_node and any(self.ops[e + i].has_tail(active[e + i]) for i in range(len(states))):
+                terms = [t for i in range(len(states)) for t in self.ops[e + i].terms(states[i], weights[e + i], active[e + i])]
+                e += len(states)
+                states.append(EdgeInput(node_mix(terms)))
+                continue
             acc, owned = None, False
             for i in range(len(states)):
                 w = None if choice is not None else weights[e]  # type: ignore[index]

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from nasforge.ops import FactorizedReduce, is_builtin_op, make_op
 from nasforge.fused.functions import BnMix
+from nasforge.fused.mix import Term
 from nasforge.fused.plan import EdgeInput, fused_plan, pooling_key, run_plan
 
 
@@ -134,6 +135,22 @@ class CandidateOp(nn.Module):
         """True when ``forward(inp)`` (no weight) returns a pooling shared with other edges."""
         return self.pool_key is not None and self.tail is None
 
+    def body_output(self, inp: EdgeInput, fused: bool = True) -> torch.Tensor:
+        """The op's output before its BN tail (the whole output when it has none)."""
+        x = inp.relu if self.pre_relu else inp.x
+        if fused and self.plan is not None and self.training and torch.is_grad_enabled():
+            if self.pool_key is None:
+                return run_plan(self.plan, self.body, x)
+            return inp.shared(self.pool_key, lambda: run_plan(self.plan, self.body, x))
+        if self.pool_key is not None:
+            return inp.shared(self.pool_key, lambda: self.body(x))
+        return self.body(x)
+
+    def term(self, inp: EdgeInput, w: torch.Tensor) -> Term:
+        """This op as a term of its node's sum (:func:`~nasforge.fused.mix.node_mix`):
+        ``(output before the BN tail, w, tail BN or None)``; fused training mode only."""
+        return self.body_output(inp, True), w, self.tail
+
     def forward(
         self, inp: EdgeInput, w: torch.Tensor | None = None, fused: bool = True, acc: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -142,13 +159,7 @@ class CandidateOp(nn.Module):
         With ``acc`` (a tensor the caller owns) the result is added to it in place and
         ``acc`` returned, fused into one pass where the op allows (:class:`BnMix`, addcmul).
         """
-        x = inp.relu if self.pre_relu else inp.x
-        if fused and self.plan is not None and self.training and torch.is_grad_enabled():
-            h = run_plan(self.plan, self.body, x) if self.pool_key is None else inp.shared(self.pool_key, lambda: run_plan(self.plan, self.body, x))
-        elif self.pool_key is not None:
-            h = inp.shared(self.pool_key, lambda: self.body(x))
-        else:
-            h = self.body(x)
+        h = self.body_output(inp, fused)
         if self.tail is not None:
             return bn_mix(h, w, self.tail, fused, acc)
         if acc is None:
@@ -190,3 +201,11 @@ class MixedOp(nn.Module):
             else:
                 out, owned = out + y, True
         return out, owned
+
+    def terms(self, inp: EdgeInput, w: torch.Tensor, active: Sequence[int]) -> list[Term]:
+        """The active ops (``none`` left out) as terms of the node's sum (fused training mode)."""
+        return [self.ops[k].term(inp, w[k]) for k in active if k != self.none_index]
+
+    def has_tail(self, active: Sequence[int]) -> bool:
+        """Whether an active op ends in a BN without affine (a :func:`node_mix` BN term)."""
+        return any(self.ops[k].tail is not None for k in active if k != self.none_index)
