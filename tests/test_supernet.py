@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -106,6 +108,47 @@ def test_fused_bn_mix_matches_batchnorm_times_weight():
             assert torch.allclose(a, b, atol=1e-12)
         for a, b in zip(out[1], out[3]):
             assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last,threads", [(False, 1), (True, 1), (True, 2)])
+def test_node_mix_equals_term_by_term_sum(channels_last, threads, request):
+    """node_mix (statistics-only BN terms, shifts summed once) equals Σ w·BN(z) + w·h + h:
+    same output, gradients for every tensor and weight, and BN running statistics."""
+    from nasforge.fused.mix import node_mix
+
+    before = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(before))
+    torch.set_num_threads(threads)  # 2: the grouped statistics of nasforge.fused.bn (C·8 bytes = 48)
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    C = 6
+    bns = [nn.BatchNorm2d(C, affine=False).double() for _ in range(3)]
+    bns[1].momentum = None  # cumulative average
+    bns[2].eps = 1e-3
+    zs0 = [(torch.randn(3, C, 5, 5, dtype=torch.float64) * (i + 1) + i).contiguous(memory_format=fmt) for i in range(3)]
+    h0 = torch.randn(3, C, 5, 5, dtype=torch.float64).contiguous(memory_format=fmt)
+    p0 = torch.randn(3, C, 5, 5, dtype=torch.float64).contiguous(memory_format=fmt)
+    g = torch.randn(3, C, 5, 5, dtype=torch.float64)
+    results = []
+    for fused in (False, True):
+        mods = [copy.deepcopy(b) for b in bns]
+        zs = [z.clone().requires_grad_() for z in zs0]
+        h, p = h0.clone().requires_grad_(), p0.clone().requires_grad_()
+        ws = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.3, -0.2, 0.6, 0.1)]
+        if fused:
+            y = node_mix([(zs[0], ws[0], mods[0]), (h, ws[3], None), (zs[1], ws[1], mods[1]), (p, None, None), (zs[2], ws[2], mods[2])])
+        else:
+            y = sum(w * m(z) for w, m, z in zip(ws, mods, zs)) + ws[3] * h + p
+        y.backward(g)
+        results.append((y.detach(), [z.grad for z in zs], h.grad, p.grad, [w.grad for w in ws], [(m.running_mean, m.running_var, m.num_batches_tracked) for m in mods]))
+    (ya, gza, gha, gpa, gwa, ra), (yb, gzb, ghb, gpb, gwb, rb) = results
+    assert yb.is_contiguous(memory_format=fmt)
+    assert torch.allclose(ya, yb, atol=1e-12)
+    for a, b in zip(gza + [gha, gpa] + gwa, gzb + [ghb, gpb] + gwb):
+        assert torch.allclose(a, b, atol=1e-10)
+    for a, b in zip(ra, rb):
+        for ta, tb in zip(a, b):
+            assert torch.equal(ta, tb) if ta.dtype == torch.long else torch.allclose(ta, tb, atol=1e-12)
 
 
 @pytest.mark.parametrize("channels_last,fused", [(False, False), (True, True), (False, True)])

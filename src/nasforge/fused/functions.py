@@ -102,6 +102,8 @@ def dw_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int, dilatio
     c = crop(x.shape, w, stride, padding, dilation)
     if c is not None:
         w, padding, dilation, _ = c
+    if w.shape[-1] == 1 and w.shape[-2] == 1 and stride == 1 and padding == 0:
+        return x * w.view(1, -1, 1, 1)  # a per-channel scale (oneDNN: ~30 µs a call on any size)
     return F.conv2d(x, w, None, stride, padding, dilation, w.shape[0])
 
 
@@ -129,6 +131,10 @@ def dw_conv_backward(
     groups = w.shape[0]
     fmt = memory_format_of(x)
     g = g.contiguous(memory_format=fmt)
+    if k == 1 and w.shape[-2] == 1 and stride == 1 and padding == 0:  # a per-channel scale
+        gx = g * w.view(1, -1, 1, 1) if mask[0] else None
+        gw = (g * x).sum((0, 2, 3)).view(w.shape) if mask[1] else None
+        return gx, gw
     N, _, H, W = x.shape
     if dilation == 2 and k % 2 == 1 and padding == k - 1:
         p = (k - 1) // 2
