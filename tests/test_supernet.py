@@ -134,13 +134,14 @@ def test_node_mix_equals_term_by_term_sum(channels_last, threads, request):
         mods = [copy.deepcopy(b) for b in bns]
         zs = [z.clone().requires_grad_() for z in zs0]
         h, p = h0.clone().requires_grad_(), p0.clone().requires_grad_()
-        ws = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.3, -0.2, 0.6, 0.1)]
+        W = torch.tensor([[0.3, -0.2, 0.5], [0.6, 0.1, 0.9]], dtype=torch.float64, requires_grad=True)  # 0.5, 0.9: unused
+        ws = W.reshape(-1)[[0, 1, 3, 4]]
         if fused:
-            y = node_mix([(zs[0], ws[0], mods[0]), (h, ws[3], None), (zs[1], ws[1], mods[1]), (p, None, None), (zs[2], ws[2], mods[2])])
+            y = node_mix([(zs[0], 0, mods[0]), (h, 4, None), (zs[1], 1, mods[1]), (p, None, None), (zs[2], 3, mods[2])], W)
         else:
             y = sum(w * m(z) for w, m, z in zip(ws, mods, zs)) + ws[3] * h + p
         y.backward(g)
-        results.append((y.detach(), [z.grad for z in zs], h.grad, p.grad, [w.grad for w in ws], [(m.running_mean, m.running_var, m.num_batches_tracked) for m in mods]))
+        results.append((y.detach(), [z.grad for z in zs], h.grad, p.grad, [W.grad], [(m.running_mean, m.running_var, m.num_batches_tracked) for m in mods]))
     (ya, gza, gha, gpa, gwa, ra), (yb, gzb, ghb, gpb, gwb, rb) = results
     assert yb.is_contiguous(memory_format=fmt)
     assert torch.allclose(ya, yb, atol=1e-12)

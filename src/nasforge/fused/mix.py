@@ -31,12 +31,9 @@ import torch.nn as nn
 
 from nasforge.fused.bn import batch_norm_backward, batch_stats, bn_momentum
 
-#: one term: (tensor, weight or None, BN without affine or None): ``w·bn(h)``, ``w·h`` or ``h``
-Term = tuple[torch.Tensor, "torch.Tensor | None", "nn.BatchNorm2d | None"]
-
-
-def _channel(v: torch.Tensor) -> torch.Tensor:
-    return v.view(1, -1, 1, 1)
+#: one term: (tensor, index of its weight in the flattened weights or None, BN without
+#: affine or None): ``w·bn(h)``, ``w·h`` or ``h``
+Term = tuple[torch.Tensor, "int | None", "nn.BatchNorm2d | None"]
 
 
 def _format(t: torch.Tensor) -> torch.memory_format:
@@ -58,17 +55,15 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class NodeMix(torch.autograd.Function):
     """``Σ_i w_i·BN_i(z_i) + Σ_j w_j·h_j + Σ_l h_l`` (BN without affine, training mode).
 
-    ``layout`` gives per term ``(bn or None, has weight)``; ``tensors`` are, per term,
-    its tensor followed by its weight (a scalar tensor) when it has one.
+    ``apply(layout, weights, *tensors)``: ``layout`` gives per term ``(bn or None, index
+    or None)``, the index of its weight in ``weights.reshape(-1)`` (the node's rows of the
+    architecture weights, so that no per-op indexing enters the autograd graph);
+    ``tensors`` are the terms' tensors.
     """
 
     @staticmethod
-    def forward(ctx, layout, *tensors):  # type: ignore[override]
-        hs, ws, pos = [], [], 0
-        for _bn, has_w in layout:
-            hs.append(tensors[pos])
-            ws.append(tensors[pos + 1] if has_w else None)
-            pos += 2 if has_w else 1
+    def forward(ctx, layout, weights, *hs):  # type: ignore[override]
+        wflat = weights.reshape(-1)
         bn_terms = [i for i, (bn, _) in enumerate(layout) if bn is not None]
         means, variances = [], []
         for i in bn_terms:
@@ -77,75 +72,74 @@ class NodeMix(torch.autograd.Function):
             means.append(m)
             variances.append(v)
         mean, var = torch.stack(means), torch.stack(variances)  # (terms, C)
+        t, c = mean.shape
         eps = torch.tensor([layout[i][0].eps for i in bn_terms], dtype=var.dtype, device=var.device)
         invstd = (var + eps[:, None]).rsqrt_()
-        wb = torch.stack([ws[i].reshape(()) for i in bn_terms]).to(var.dtype)[:, None].expand_as(invstd).contiguous()
+        index = torch.tensor([layout[i][1] for i in bn_terms], device=wflat.device)
+        wb = wflat.index_select(0, index).to(var.dtype)[:, None].expand(t, c).contiguous()
         scale = invstd * wb
         shift = (scale * mean).sum(0).neg_()
-        first = bn_terms[0]
-        out = torch.addcmul(_channel(shift), hs[first], _channel(scale[0]))
+        scales = scale.view(t, 1, c, 1, 1).unbind(0)
+        out = torch.addcmul(shift.view(1, c, 1, 1), hs[bn_terms[0]], scales[0])
         for r, i in enumerate(bn_terms[1:], 1):
-            out.addcmul_(hs[i], _channel(scale[r]))
-        for i, (bn, _) in enumerate(layout):
-            if bn is None:
-                out.add_(hs[i]) if ws[i] is None else out.addcmul_(hs[i], ws[i])
-        ctx.layout = layout
-        ctx.bn_terms = bn_terms
+            out.addcmul_(hs[i], scales[r])
+        plain = [i for i, (bn, _) in enumerate(layout) if bn is None]
+        wvals = wflat.tolist() if any(layout[i][1] is not None for i in plain) else []
+        for i in plain:
+            idx = layout[i][1]
+            out.add_(hs[i]) if idx is None else out.add_(hs[i], alpha=wvals[idx])
+        ctx.layout, ctx.bn_terms, ctx.wvals = layout, bn_terms, wvals
         ctx.fmt = _format(out)
+        ctx.wshape = weights.shape
         # plain terms' tensors are saved only where their weight needs a gradient
-        keep = [hs[i] if (layout[i][0] is not None or ws[i] is not None) else None for i in range(len(hs))]
-        ctx.save_for_backward(mean, invstd, wb, *keep, *ws)
+        keep = [h if (layout[i][0] is not None or layout[i][1] is not None) else None for i, h in enumerate(hs)]
+        ctx.save_for_backward(mean, invstd, wb, *keep)
         return out
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        layout, bn_terms = ctx.layout, ctx.bn_terms
-        n = len(layout)
-        saved = ctx.saved_tensors
-        mean, invstd, wb = saved[:3]
-        hs, ws = saved[3 : 3 + n], saved[3 + n :]
+        layout, bn_terms, wvals = ctx.layout, ctx.bn_terms, ctx.wvals
+        mean, invstd, wb, *hs = ctx.saved_tensors
         g = g.contiguous(memory_format=ctx.fmt)
-        rank = {i: r for r, i in enumerate(bn_terms)}
-        grads: list[torch.Tensor | None] = [None]
-        pos = 1
-        for i, (bn, has_w) in enumerate(layout):
-            need_h = ctx.needs_input_grad[pos]
-            need_w = has_w and ctx.needs_input_grad[pos + 1]
-            gh = gw = None
+        need_w = ctx.needs_input_grad[1]
+        means, invstds, wbs = mean.unbind(0), invstd.unbind(0), wb.unbind(0)
+        grads: list[torch.Tensor | None] = []
+        gw_index: list[int] = []
+        gw_values: list[torch.Tensor] = []
+        r = 0
+        for i, (bn, idx) in enumerate(layout):
+            need_h = ctx.needs_input_grad[2 + i]
+            gh = None
             if bn is not None:
-                r = rank[i]
-                gh, gsum, _ = batch_norm_backward(g, hs[i], wb[r], mean[r], invstd[r], (bool(need_h), bool(need_w), False))
+                gh, gsum, _ = batch_norm_backward(g, hs[i], wbs[r], means[r], invstds[r], (bool(need_h), bool(need_w), False))
+                r += 1
                 if need_w:
-                    gw = _bn_weight_grad(gsum, ws[i])
-            elif has_w:
-                gh = g * ws[i] if need_h else None
-                gw = _dot(g, hs[i]).reshape(ws[i].shape).to(ws[i].dtype) if need_w else None
+                    gw_index.append(idx)
+                    gw_values.append(gsum.sum())  # Σ g·x̂ over all channels
+            elif idx is not None:
+                gh = g * wvals[idx] if need_h else None
+                if need_w:
+                    gw_index.append(idx)
+                    gw_values.append(_dot(g, hs[i]))
             else:
                 gh = g if need_h else None
             grads.append(gh)
-            if has_w:
-                grads.append(gw)
-            pos += 2 if has_w else 1
-        return tuple(grads)
+        gweights = None
+        if need_w:
+            gweights = g.new_zeros(ctx.wshape).view(-1)
+            gweights[gw_index] = torch.stack(gw_values).to(gweights.dtype)
+            gweights = gweights.view(ctx.wshape)
+        return (None, gweights, *grads)
 
 
-def _bn_weight_grad(gsum: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """∂w of ``w·x̂`` from BN backward's per-channel ``Σ g·x̂`` (the γ gradient)."""
-    return gsum.sum().reshape(w.shape).to(w.dtype)
-
-
-def node_mix(terms: Sequence[Term]) -> torch.Tensor:
-    """The sum of ``terms`` (see :data:`Term`); at least one must have a BN, all BNs
-    without affine and in training mode."""
-    layout = tuple((bn, w is not None) for _h, w, bn in terms)
-    flat: list[torch.Tensor] = []
-    for h, w, bn in terms:
-        if bn is not None and w is None:
-            raise ValueError("node_mix: a BN term needs its weight")
-        flat.append(h)
-        if w is not None:
-            flat.append(w)
-    return NodeMix.apply(layout, *flat)
+def node_mix(terms: Sequence[Term], weights: torch.Tensor) -> torch.Tensor:
+    """The sum of ``terms`` (see :data:`Term`), their weights read from ``weights``; at
+    least one term must have a BN (without affine, in training mode), and every BN term a
+    weight."""
+    layout = tuple((bn, idx) for _h, idx, bn in terms)
+    if any(bn is not None and idx is None for bn, idx in layout):
+        raise ValueError("node_mix: a BN term needs its weight")
+    return NodeMix.apply(layout, weights, *[h for h, _idx, _bn in terms])
 
 
 __all__ = ["NodeMix", "Term", "node_mix"]

@@ -176,9 +176,11 @@ class SearchCell(nn.Module):
         by_node = choice is None and fused and drop == 0.0 and self.training and torch.is_grad_enabled()
         for _j in range(self.nodes):
             if by_node and any(self.ops[e + i].has_tail(active[e + i]) for i in range(len(states))):
-                terms = [t for i in range(len(states)) for t in self.ops[e + i].terms(states[i], weights[e + i], active[e + i])]
+                k = weights.shape[1]  # type: ignore[union-attr]
+                terms = [t for i in range(len(states)) for t in self.ops[e + i].terms(states[i], active[e + i], i * k)]
+                rows = weights[e : e + len(states)]  # type: ignore[index]
                 e += len(states)
-                states.append(EdgeInput(node_mix(terms)))
+                states.append(EdgeInput(node_mix(terms, rows)))
                 continue
             acc, owned = None, False
             for i in range(len(states)):

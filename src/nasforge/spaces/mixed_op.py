@@ -146,10 +146,11 @@ class CandidateOp(nn.Module):
             return inp.shared(self.pool_key, lambda: self.body(x))
         return self.body(x)
 
-    def term(self, inp: EdgeInput, w: torch.Tensor) -> Term:
+    def term(self, inp: EdgeInput, index: int) -> Term:
         """This op as a term of its node's sum (:func:`~nasforge.fused.mix.node_mix`):
-        ``(output before the BN tail, w, tail BN or None)``; fused training mode only."""
-        return self.body_output(inp, True), w, self.tail
+        ``(output before the BN tail, index of its weight, tail BN or None)``; fused
+        training mode only."""
+        return self.body_output(inp, True), index, self.tail
 
     def forward(
         self, inp: EdgeInput, w: torch.Tensor | None = None, fused: bool = True, acc: torch.Tensor | None = None
@@ -202,9 +203,10 @@ class MixedOp(nn.Module):
                 out, owned = out + y, True
         return out, owned
 
-    def terms(self, inp: EdgeInput, w: torch.Tensor, active: Sequence[int]) -> list[Term]:
-        """The active ops (``none`` left out) as terms of the node's sum (fused training mode)."""
-        return [self.ops[k].term(inp, w[k]) for k in active if k != self.none_index]
+    def terms(self, inp: EdgeInput, active: Sequence[int], offset: int) -> list[Term]:
+        """The active ops (``none`` left out) as terms of the node's sum (fused training
+        mode), op k's weight at index ``offset + k`` of the node's flattened weights."""
+        return [self.ops[k].term(inp, offset + k) for k in active if k != self.none_index]
 
     def has_tail(self, active: Sequence[int]) -> bool:
         """Whether an active op ends in a BN without affine (a :func:`node_mix` BN term)."""
