@@ -5,8 +5,8 @@ in a BN without affine (DARTS ``model_search.py``), so most terms are ``w · BN_
 Term by term, each costs a BN forward (statistics, then a pass writing x̂) and a pass
 adding ``w · x̂`` to the sum. :class:`NodeMix` takes all terms of a node at once:
 
-- each BN term needs only its statistics (:func:`~nasforge.fused.bn.batch_stats`, one
-  read of z less than a BN forward): ``w · x̂ = s·z + b`` per channel with
+- each BN term needs only its statistics (:func:`~nasforge.fused.bn.batch_stats`: no
+  pass writing x̂): ``w · x̂ = s·z + b`` per channel with
   ``s = w/σ`` and ``b = −s·μ``;
 - the shifts of all terms are summed per channel and added with the first term, so the
   node costs one pass per term (``out += s·z``) and no separate normalise pass;
@@ -30,16 +30,11 @@ import torch
 import torch.nn as nn
 
 from nasforge.fused.bn import batch_norm_backward, batch_stats, bn_momentum
+from nasforge.fused.functions import memory_format_of
 
 #: one term: (tensor, index of its weight in the flattened weights or None, BN without
 #: affine or None): ``w·bn(h)``, ``w·h`` or ``h``
 Term = tuple[torch.Tensor, "int | None", "nn.BatchNorm2d | None"]
-
-
-def _format(t: torch.Tensor) -> torch.memory_format:
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -89,7 +84,7 @@ class NodeMix(torch.autograd.Function):
             idx = layout[i][1]
             out.add_(hs[i]) if idx is None else out.add_(hs[i], alpha=wvals[idx])
         ctx.layout, ctx.bn_terms, ctx.wvals = layout, bn_terms, wvals
-        ctx.fmt = _format(out)
+        ctx.fmt = memory_format_of(out)
         ctx.wshape = weights.shape
         # plain terms' tensors are saved only where their weight needs a gradient
         keep = [h if (layout[i][0] is not None or layout[i][1] is not None) else None for i, h in enumerate(hs)]

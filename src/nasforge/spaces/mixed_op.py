@@ -14,7 +14,10 @@ DARTS' ``MixedOp``; the work is organised differently to save time and memory on
   the op and applied once per node state by the cell (:class:`EdgeInput`), shared by all
   ops of all edges reading that state; so are the 3×3 poolings (computed once per node
   state, one backward for all the edges reading it);
-- the BN(affine=False) that closes an op is fused with its mixing weight
+- with dense weights (DARTS, SNAS without drop path) the cell sums each node in one
+  :func:`~nasforge.fused.mix.node_mix` over the terms of all its edges (:meth:`MixedOp.terms`):
+  an op's closing BN(affine=False) costs its statistics and one pass ``out += s·z``;
+  otherwise (edge by edge) that BN is fused with its mixing weight
   (:class:`~nasforge.fused.functions.BnMix`): one saved tensor (x̂) instead of BN's
   input plus the product's input;
 - inside the ops, depthwise→1×1 runs and BN→ReLU→depthwise→1×1 runs save only what cannot
