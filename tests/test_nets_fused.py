@@ -42,8 +42,14 @@ def _train_step(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: in
 
 @pytest.mark.parametrize("name", CELL_ARCHS)
 @pytest.mark.parametrize("style,size", [("cifar", 16), ("imagenet", 32), ("cifar", 8)])
-def test_fused_training_step_equals_the_plain_modules(name, style, size):
-    """(8×8 CIFAR-style inputs reach 2×2 maps: the cropped-kernel and small-phase routes.)"""
+def test_fused_training_step_equals_the_plain_modules(name, style, size, monkeypatch):
+    """(8×8 CIFAR-style inputs reach 2×2 maps: the cropped-kernel and small-phase routes.
+    The cells' preprocessing convs read the previous cells' nodes without a cat.)"""
+    import nasforge.nets.cell as cell_module
+
+    calls = []
+    real_cat_pw = cell_module.cat_pw
+    monkeypatch.setattr(cell_module, "cat_pw", lambda parts, w: calls.append(len(parts)) or real_cat_pw(parts, w))
     arch = load_arch(name)
     torch.manual_seed(0)
     net = build_network(
@@ -61,6 +67,7 @@ def test_fused_training_step_equals_the_plain_modules(name, style, size):
         torch.testing.assert_close(grads[n], grads_ref[n], rtol=1e-9, atol=1e-12, msg=n)
     for n in bufs:
         torch.testing.assert_close(bufs[n], bufs_ref[n], rtol=1e-12, atol=1e-12, msg=n)
+    assert calls and all(n == len(arch.normal.concat) or n == len(arch.reduce.concat) for n in calls)
 
 
 def test_layout_changes_no_state_dict_key_shape_or_value():

@@ -36,6 +36,16 @@ def _is_pw(m: nn.Module) -> bool:
     return type(m) is nn.Conv2d and m.bias is None and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding == (0, 0) and m.groups == 1
 
 
+def is_pw_conv(m: nn.Module) -> bool:
+    """A 1×1 conv without bias, stride 1, one group."""
+    return _is_pw(m)
+
+
+def leaf_of(body: nn.Module, i: int) -> nn.Module:
+    """Leaf ``i`` of ``body`` as plans number them (nested ``nn.Sequential`` flattened)."""
+    return _leaves(body)[i]
+
+
 def _is_bn(m: nn.Module) -> bool:
     """A BatchNorm2d with running statistics (affine or not: BnReluDwPw handles both)."""
     return type(m) is nn.BatchNorm2d and m.track_running_stats
@@ -205,18 +215,29 @@ class EdgeInput:
     """A node state and its ReLU, computed at most once and shared by every op reading it;
     likewise its poolings (:meth:`shared`)."""
 
-    __slots__ = ("x", "_relu", "_shared")
+    __slots__ = ("x", "_relu", "_shared", "relu_parts")
 
     def __init__(self, x: torch.Tensor):
         self.x = x
         self._relu: torch.Tensor | None = None
         self._shared: dict | None = None
+        #: the ReLU as channel blocks (a cell's nodes), when known so; else None
+        self.relu_parts: list[torch.Tensor] | None = None
 
     @classmethod
     def of_relu(cls, relu: torch.Tensor) -> "EdgeInput":
         """A state known only by its ReLU (every reader applies ReLU first); ``x`` is None."""
         inp = cls.__new__(cls)
-        inp.x, inp._relu, inp._shared = None, relu, None
+        inp.x, inp._relu, inp._shared, inp.relu_parts = None, relu, None, None
+        return inp
+
+    @classmethod
+    def of_relu_parts(cls, parts: list[torch.Tensor]) -> "EdgeInput":
+        """A state known only by its ReLU, given as channel blocks: readers that can (a 1×1
+        conv, :func:`~nasforge.fused.pointwise.cat_pw`) read the blocks; the concatenation
+        is built only for the others."""
+        inp = cls.__new__(cls)
+        inp.x, inp._relu, inp._shared, inp.relu_parts = None, None, None, list(parts)
         return inp
 
     def shared(self, key, compute) -> torch.Tensor:
@@ -232,5 +253,8 @@ class EdgeInput:
     @property
     def relu(self) -> torch.Tensor:
         if self._relu is None:
-            self._relu = F.relu(self.x)
+            if self.relu_parts is not None:
+                self._relu = torch.cat(self.relu_parts, dim=1) if len(self.relu_parts) > 1 else self.relu_parts[0]
+            else:
+                self._relu = F.relu(self.x)
         return self._relu

@@ -35,7 +35,8 @@ import torch.nn as nn
 
 from nasforge.arch.cell import CellGenotype
 from nasforge.errors import ArchError
-from nasforge.fused.plan import EdgeInput, Plan, op_plan, run_plan
+from nasforge.fused.plan import EdgeInput, Plan, is_pw_conv, leaf_of, op_plan, run_plan
+from nasforge.fused.pointwise import cat_pw
 from nasforge.ops import FactorizedReduce, ReLUConvBN, is_builtin_op, make_op
 
 
@@ -62,6 +63,12 @@ def _run(op: nn.Module, fast: tuple[bool, Plan | None], inp: EdgeInput) -> torch
     pre_relu, plan = fast
     if plan is None:
         return op(inp.x)
+    if pre_relu and inp.relu_parts is not None and inp._relu is None and plan[0][0] == "module":
+        conv = leaf_of(op, plan[0][1][0])
+        if is_pw_conv(conv):  # ReLU-Conv1×1-BN reading a cell's nodes
+            z = cat_pw(inp.relu_parts, conv.weight)
+            if z is not None:
+                return run_plan(plan[1:], op, z)
     return run_plan(plan, op, inp.relu if pre_relu else inp.x)
 
 
@@ -135,6 +142,19 @@ class Cell(nn.Module):
         cells that read it. ``relu_only``: return ``relu(output)`` only, as the channel
         concatenation of the nodes' (shared) ReLUs, for readers that apply ReLU first;
         the output itself is never built."""
+        states = self._nodes(s0, s1, drop_prob)
+        if relu_only:
+            return torch.cat([states[i].relu for i in self.concat], dim=1)
+        return torch.cat([states[i].x for i in self.concat], dim=1)
+
+    def relu_parts(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float = 0.0) -> list[torch.Tensor]:
+        """``forward_fused(..., relu_only=True)`` as its channel blocks, the concatenated
+        nodes' shared ReLUs, not concatenated: the next cells' 1×1 preprocessing convs read
+        them block by block (:func:`~nasforge.fused.pointwise.cat_pw`)."""
+        states = self._nodes(s0, s1, drop_prob)
+        return [states[i].relu for i in self.concat]
+
+    def _nodes(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float) -> list[EdgeInput]:
         if self.inputs == 2:
             states = [
                 EdgeInput(_run(self.preprocess0, self._fast_pre[0], s0)),
@@ -153,9 +173,7 @@ class Cell(nn.Module):
                 else:
                     total = h if total is None else total + h
             states.append(EdgeInput(total))
-        if relu_only:
-            return torch.cat([states[i].relu for i in self.concat], dim=1)
-        return torch.cat([states[i].x for i in self.concat], dim=1)
+        return states
 
     @property
     def reads_relu_only(self) -> bool:

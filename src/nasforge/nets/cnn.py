@@ -174,8 +174,10 @@ class _CellNetwork(ChannelsLast):
             # a cell output read only through ReLUs (the next two cells, the auxiliary head):
             # build relu(output) from the nodes' shared ReLUs and never the output itself
             relu_only = all(c.reads_relu_only for c in cells[k + 1 : k + 3]) and k + 1 < len(cells)
-            out = cell.forward_fused(e0, e1, self.drop_path_prob, relu_only=relu_only)
-            e0, e1 = e1, (EdgeInput.of_relu(out) if relu_only else EdgeInput(out))
+            if relu_only:  # as the nodes' ReLUs: 1×1 convs read them without a concatenation
+                e0, e1 = e1, EdgeInput.of_relu_parts(cell.relu_parts(e0, e1, self.drop_path_prob))
+            else:
+                e0, e1 = e1, EdgeInput(cell.forward_fused(e0, e1, self.drop_path_prob))
             if k == self._aux_module and self.auxiliary:
                 aux = self.auxiliary_head(e1.relu, relu_done=True)
         out = F.adaptive_avg_pool2d(e1.x, 1).flatten(1)
