@@ -17,7 +17,9 @@ Liu et al., "DARTS" (ICLR 2019) §2.1 and quark0/darts@f276dd3 ``cnn/model.py``:
 
 Training runs a faster path that computes the same function (``fused=True``, the
 default; ``fused=False`` or eval mode runs the plain modules): the ReLU that opens most
-ops is applied once per node state and shared by every op reading it; inside the ops,
+ops is applied once per node state and shared by every op reading it (a cell output read
+only through ReLUs is handed on as its nodes' ReLUs, :meth:`Cell.relu_parts`, which the
+next cells' 1×1 preprocessing convs read block by block without a concatenation); inside the ops,
 depthwise→1×1 and BN→ReLU→depthwise→1×1 runs and FactorizedReduce run as the
 memory-saving autograd functions of :mod:`nasforge.fused` (what the search supernets
 use), with their faster backward routes; and drop path is folded into the node sum
