@@ -37,6 +37,21 @@ from nasforge.fused.functions import memory_format_of
 Term = tuple[torch.Tensor, "int | None", "nn.BatchNorm2d | None"]
 
 
+_INDEX_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _const(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.tensor(values)`` made once per (values, dtype, device): a node's layout repeats
+    every step, and a fresh tensor would be a host-to-device copy per node on CUDA."""
+    key = (values, dtype, device)
+    out = _INDEX_CACHE.get(key)
+    if out is None:
+        if len(_INDEX_CACHE) > 1024:
+            _INDEX_CACHE.clear()
+        out = _INDEX_CACHE[key] = torch.tensor(values, dtype=dtype, device=device)
+    return out
+
+
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(a·b).sum()`` in one pass when both are dense in the same layout."""
     if a.stride() == b.stride() and a.shape == b.shape:
@@ -68,9 +83,9 @@ class NodeMix(torch.autograd.Function):
             variances.append(v)
         mean, var = torch.stack(means), torch.stack(variances)  # (terms, C)
         t, c = mean.shape
-        eps = torch.tensor([layout[i][0].eps for i in bn_terms], dtype=var.dtype, device=var.device)
+        eps = _const(tuple(layout[i][0].eps for i in bn_terms), var.dtype, var.device)
         invstd = (var + eps[:, None]).rsqrt_()
-        index = torch.tensor([layout[i][1] for i in bn_terms], device=wflat.device)
+        index = _const(tuple(layout[i][1] for i in bn_terms), torch.long, wflat.device)
         wb = wflat.index_select(0, index).to(var.dtype)[:, None].expand(t, c).contiguous()
         scale = invstd * wb
         shift = (scale * mean).sum(0).neg_()
@@ -78,23 +93,21 @@ class NodeMix(torch.autograd.Function):
         out = torch.addcmul(shift.view(1, c, 1, 1), hs[bn_terms[0]], scales[0])
         for r, i in enumerate(bn_terms[1:], 1):
             out.addcmul_(hs[i], scales[r])
-        plain = [i for i, (bn, _) in enumerate(layout) if bn is None]
-        wvals = wflat.tolist() if any(layout[i][1] is not None for i in plain) else []
-        for i in plain:
-            idx = layout[i][1]
-            out.add_(hs[i]) if idx is None else out.add_(hs[i], alpha=wvals[idx])
-        ctx.layout, ctx.bn_terms, ctx.wvals = layout, bn_terms, wvals
+        for i, (bn, idx) in enumerate(layout):
+            if bn is None:  # the weight stays a tensor: no host sync
+                out.add_(hs[i]) if idx is None else out.addcmul_(hs[i], wflat[idx])
+        ctx.layout, ctx.bn_terms = layout, bn_terms
         ctx.fmt = memory_format_of(out)
-        ctx.wshape = weights.shape
         # plain terms' tensors are saved only where their weight needs a gradient
         keep = [h if (layout[i][0] is not None or layout[i][1] is not None) else None for i, h in enumerate(hs)]
-        ctx.save_for_backward(mean, invstd, wb, *keep)
+        ctx.save_for_backward(weights, mean, invstd, wb, *keep)
         return out
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        layout, bn_terms, wvals = ctx.layout, ctx.bn_terms, ctx.wvals
-        mean, invstd, wb, *hs = ctx.saved_tensors
+        layout, bn_terms = ctx.layout, ctx.bn_terms
+        weights, mean, invstd, wb, *hs = ctx.saved_tensors
+        wflat = weights.reshape(-1)
         g = g.contiguous(memory_format=ctx.fmt)
         need_w = ctx.needs_input_grad[1]
         means, invstds, wbs = mean.unbind(0), invstd.unbind(0), wb.unbind(0)
@@ -112,7 +125,7 @@ class NodeMix(torch.autograd.Function):
                     gw_index.append(idx)
                     gw_values.append(gsum.sum())  # Σ g·x̂ over all channels
             elif idx is not None:
-                gh = g * wvals[idx] if need_h else None
+                gh = g * wflat[idx] if need_h else None
                 if need_w:
                     gw_index.append(idx)
                     gw_values.append(_dot(g, hs[i]))
@@ -121,9 +134,9 @@ class NodeMix(torch.autograd.Function):
             grads.append(gh)
         gweights = None
         if need_w:
-            gweights = g.new_zeros(ctx.wshape).view(-1)
-            gweights[gw_index] = torch.stack(gw_values).to(gweights.dtype)
-            gweights = gweights.view(ctx.wshape)
+            gweights = weights.new_zeros(weights.shape).view(-1)
+            gweights.index_copy_(0, _const(tuple(gw_index), torch.long, gweights.device), torch.stack(gw_values).to(gweights.dtype))
+            gweights = gweights.view(weights.shape)
         return (None, gweights, *grads)
 
 

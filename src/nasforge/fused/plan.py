@@ -32,13 +32,9 @@ def _is_dw(m: nn.Module) -> bool:
     )
 
 
-def _is_pw(m: nn.Module) -> bool:
-    return type(m) is nn.Conv2d and m.bias is None and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding == (0, 0) and m.groups == 1
-
-
 def is_pw_conv(m: nn.Module) -> bool:
     """A 1×1 conv without bias, stride 1, one group."""
-    return _is_pw(m)
+    return type(m) is nn.Conv2d and m.bias is None and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.padding == (0, 0) and m.groups == 1
 
 
 def leaf_of(body: nn.Module, i: int) -> nn.Module:
@@ -94,10 +90,10 @@ def fused_plan(body: nn.Module, lean: bool = False, start: int = 0) -> Plan | No
             continue
         nxt = [j for j in range(i, len(leaves)) if not isinstance(leaves[j], nn.Identity)][:4]
         a = [leaves[j] for j in nxt]
-        if len(a) == 4 and _is_bn(a[0]) and type(a[1]) is nn.ReLU and _is_dw(a[2]) and _is_pw(a[3]):
+        if len(a) == 4 and _is_bn(a[0]) and type(a[1]) is nn.ReLU and _is_dw(a[2]) and is_pw_conv(a[3]):
             plan.append(("bn_relu_dwpw", (nxt[0], nxt[2], nxt[3])))
             i, replaced = nxt[3] + 1, True
-        elif len(a) >= 2 and _is_dw(a[0]) and _is_pw(a[1]):
+        elif len(a) >= 2 and _is_dw(a[0]) and is_pw_conv(a[1]):
             plan.append(("dwpw", (nxt[0], nxt[1])))
             i, replaced = nxt[1] + 1, True
         elif _is_maxpool3(a[0]) and lean:
@@ -165,7 +161,7 @@ def _chain(leaves: list[nn.Module]) -> tuple[int, ...] | None:
     out: list[int] = []
     i = 0
     while True:
-        if i + 3 > len(leaves) or not (_is_dw(leaves[i]) and _is_pw(leaves[i + 1]) and _is_bn(leaves[i + 2])):
+        if i + 3 > len(leaves) or not (_is_dw(leaves[i]) and is_pw_conv(leaves[i + 1]) and _is_bn(leaves[i + 2])):
             return None
         out += [i, i + 1, i + 2]
         i += 3
@@ -239,6 +235,11 @@ class EdgeInput:
         inp = cls.__new__(cls)
         inp.x, inp._relu, inp._shared, inp.relu_parts = None, None, None, list(parts)
         return inp
+
+    @property
+    def unjoined_parts(self) -> list[torch.Tensor] | None:
+        """The ReLU's channel blocks while their concatenation has not been built, else None."""
+        return self.relu_parts if self._relu is None else None
 
     def shared(self, key, compute) -> torch.Tensor:
         """``compute()`` once per ``key`` for this state (a pooling of ``x``: same output

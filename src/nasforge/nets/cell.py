@@ -65,10 +65,11 @@ def _run(op: nn.Module, fast: tuple[bool, Plan | None], inp: EdgeInput) -> torch
     pre_relu, plan = fast
     if plan is None:
         return op(inp.x)
-    if pre_relu and inp.relu_parts is not None and inp._relu is None and plan[0][0] == "module":
+    parts = inp.unjoined_parts if pre_relu else None
+    if parts is not None and plan[0][0] == "module":
         conv = leaf_of(op, plan[0][1][0])
         if is_pw_conv(conv):  # ReLU-Conv1×1-BN reading a cell's nodes
-            z = cat_pw(inp.relu_parts, conv.weight)
+            z = cat_pw(parts, conv.weight)
             if z is not None:
                 return run_plan(plan[1:], op, z)
     return run_plan(plan, op, inp.relu if pre_relu else inp.x)
