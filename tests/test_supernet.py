@@ -405,3 +405,47 @@ def test_dense_grad_hands_on_a_dense_gradient():
     (gx,) = torch.autograd.grad(out, [x], g)
     assert torch.equal(gx, g[:, :3])
     assert seen == [False, True]  # the slice arrives strided and leaves dense
+
+
+def test_cell_after_a_reduction_keeps_its_gradients_channels_last():
+    """The preprocessing runs by the fused plans too: FactorizedReduce's gradient stays
+    channels-last (autograd's strided-slice backward makes the ReLU's gradient NCHW, and the
+    ReLU backward then runs on mixed layouts, ~5x slower), with the plain modules' values,
+    gradients and running statistics."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    cl = torch.channels_last
+    relu_backward_layouts = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.threshold_backward.default:
+                relu_backward_layouts.append(tuple(t.is_contiguous(memory_format=cl) for t in args[:2]))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    plain = SearchCell(DARTS_PRIMITIVES, 2, 2, 6, 8, 4, reduction_prev=True).double()
+    fused = copy.deepcopy(plain)
+    s0 = torch.randn(3, 6, 8, 8, dtype=torch.float64).contiguous(memory_format=cl)
+    s1 = torch.randn(3, 8, 4, 4, dtype=torch.float64).contiguous(memory_format=cl)
+    w = F.softmax(torch.randn(plain.num_edges, len(DARTS_PRIMITIVES), dtype=torch.float64), -1)
+    grads = []
+    for cell, on in ((plain, False), (fused, True)):
+        a, b = s0.clone().requires_grad_(), s1.clone().requires_grad_()
+        out = cell(a, b, weights=w, fused=on)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+        if on:
+            with Watch():
+                out.backward(g)
+        else:
+            out.backward(g)
+        grads.append((out.detach(), a.grad, b.grad, [p.grad for p in cell.parameters()]))
+    assert relu_backward_layouts and all(layouts == (True, True) for layouts in relu_backward_layouts)
+    (ya, g0a, g1a, pa), (yb, g0b, g1b, pb) = grads
+    assert torch.allclose(ya, yb, atol=1e-12)
+    for x, y in zip([g0a, g1a, *pa], [g0b, g1b, *pb]):
+        assert torch.allclose(x, y, atol=1e-10)
+    for ma, mb in zip(plain.modules(), fused.modules()):
+        if isinstance(ma, nn.BatchNorm2d):
+            assert torch.allclose(ma.running_mean, mb.running_mean, atol=1e-12)
+            assert torch.allclose(ma.running_var, mb.running_var, atol=1e-12)

@@ -64,6 +64,7 @@ from nasforge.nets.cell import drop_path
 from nasforge.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from nasforge.fused.functions import memory_format_of
 from nasforge.fused.grad import dense_grad
+from nasforge.fused.plan import op_plan, run_plan
 from nasforge.spaces.mixed_op import EdgeInput, MixedOp
 from nasforge.fused.mix import node_mix
 
@@ -133,12 +134,21 @@ class SearchCell(nn.Module):
             self.pre.append(ReLUConvBN(C_p, C, 1, 1, 0, affine))
         elif C_p != C:
             self.pre.append(ReLUConvBN(C_p, C, 1, 1, 0, affine))
+        # fused plans keep FactorizedReduce's gradient channels-last (autograd's strided-slice
+        # backward makes the ReLU's NCHW, and its backward then runs on mixed layouts, ~5x slower)
+        self._fast_pre = [op_plan(m) for m in self.pre]
         self.edges = cell_edges(nodes, inputs)
         self.ops = nn.ModuleList(
             MixedOp(self.primitives, C, 2 if reduction and i < inputs else 1, affine, pool_bn, op_set) for _, i in self.edges
         )
         self.concat = list(concat) if concat is not None else list(range(inputs, inputs + nodes))
         self.multiplier = len(self.concat)
+
+    def _pre(self, i: int, x: torch.Tensor, fast: bool) -> torch.Tensor:
+        pre_relu, plan = self._fast_pre[i]
+        if fast and plan is not None:
+            return run_plan(plan, self.pre[i], torch.relu(x) if pre_relu else x)
+        return self.pre[i](x)
 
     @property
     def num_edges(self) -> int:
@@ -160,10 +170,11 @@ class SearchCell(nn.Module):
         zeroed, the rest scaled by 1/keep), as SNAS' search cell does.
         """
         drop = drop_prob if self.training else 0.0
+        fast = fused and self.training and torch.is_grad_enabled()
         if self.inputs == 2:
-            states = [EdgeInput(self.pre[0](s0)), EdgeInput(self.pre[1](s1))]
+            states = [EdgeInput(self._pre(0, s0, fast)), EdgeInput(self._pre(1, s1, fast))]  # type: ignore[arg-type]
         else:
-            states = [EdgeInput(self.pre[0](s1) if len(self.pre) else s1)]
+            states = [EdgeInput(self._pre(0, s1, fast) if len(self.pre) else s1)]
         if choice is None:
             assert weights is not None
             # one host sync per cell: which ops have a non-zero weight (`none` is skipped anyway)
@@ -200,17 +211,13 @@ class SearchCell(nn.Module):
                 else:
                     acc, owned = acc + out, True
             if acc is None:
-                ref = states[0].x
-                stride = 2 if self.reduction else 1
-                acc = ref.new_zeros(ref.shape[0], self.C, (ref.shape[2] + stride - 1) // stride, (ref.shape[3] + stride - 1) // stride)
-                acc = acc.contiguous(memory_format=memory_format_of(ref))
+                ref, stride = states[0].x, 2 if self.reduction else 1
+                shape = (ref.shape[0], self.C, -(-ref.shape[2] // stride), -(-ref.shape[3] // stride))
+                acc = ref.new_zeros(shape).contiguous(memory_format=memory_format_of(ref))
             states.append(EdgeInput(acc))
         keep = self.concat if concat is None else set(concat)
-        outs = []
-        for n in self.concat:
-            t = states[n].x
-            # the cat's gradient is a channel slice per node: made dense once, not by each op
-            outs.append(dense_grad(t) if n in keep else torch.zeros_like(t))
+        # the cat's gradient is a channel slice per node: made dense once, not by each op
+        outs = [dense_grad(states[n].x) if n in keep else torch.zeros_like(states[n].x) for n in self.concat]
         return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
 
