@@ -35,16 +35,33 @@ def _out(n: int, k: int, stride: int, padding: int, dilation: int) -> int:
     return (n + 2 * padding - dilation * (k - 1) - 1) // stride + 1
 
 
+_PLANS: dict[tuple, tuple[int, int, int, int] | None] = {}
+_MISSING = object()
+
+
 def crop(x_shape: torch.Size | tuple, w: torch.Tensor, stride: int, padding: int, dilation: int):
     """The cropped depthwise conv of ``x`` (N, C, H, W) by ``w`` (C, 1, k, k), or ``None``.
 
     Returns ``(w_cropped, padding, dilation, (t0, t1))``; ``w[..., t0:t1+1, t0:t1+1]`` is the
     cropped kernel, and the conv with it (same stride) has the same output as the full one.
+    The decision is made once per geometry (a search step asks thousands of times).
     """
-    k = w.shape[-1]
-    if k == 1 or w.shape[-2] != k:
+    key = (x_shape[-2], x_shape[-1], w.shape[-2], w.shape[-1], stride, padding, dilation)
+    plan = _PLANS.get(key, _MISSING)
+    if plan is _MISSING:
+        if len(_PLANS) > 4096:
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan(*key)
+    if plan is None:
         return None
-    H, W = x_shape[-2], x_shape[-1]
+    t0, t1, p, d = plan  # type: ignore[misc]
+    return w[..., t0 : t1 + 1, t0 : t1 + 1], p, d, (t0, t1)
+
+
+def _plan(H: int, W: int, kh: int, k: int, stride: int, padding: int, dilation: int) -> tuple[int, int, int, int] | None:
+    """``(t0, t1, padding, dilation)`` of :func:`crop`, or None."""
+    if k == 1 or kh != k:
+        return None
     if min(H, W) < stride:
         return None
     rows, cols = _taps(H, k, stride, padding, dilation), _taps(W, k, stride, padding, dilation)
@@ -56,7 +73,7 @@ def crop(x_shape: torch.Size | tuple, w: torch.Tensor, stride: int, padding: int
     d = dilation if kc > 1 else 1
     if p < 0 or any(_out(n, kc, stride, p, d) != _out(n, k, stride, padding, dilation) for n in (H, W)):
         return None
-    return w[..., t0 : t1 + 1, t0 : t1 + 1], p, d, (t0, t1)
+    return t0, t1, p, d
 
 
 def uncrop_grad(gw: torch.Tensor, w: torch.Tensor, taps: tuple[int, int]) -> torch.Tensor:
