@@ -61,7 +61,10 @@ def _planned(op: nn.Module, builtin: bool = True) -> tuple[bool, Plan | None]:
     return op_plan(op) if builtin else (False, None)
 
 
-def _run(op: nn.Module, fast: tuple[bool, Plan | None], inp: EdgeInput) -> torch.Tensor:
+def run_op(op: nn.Module, fast: tuple[bool, Plan | None], inp: EdgeInput) -> torch.Tensor:
+    """``op`` applied to the state ``inp`` in training by its fused plan ``fast`` (from
+    :func:`~nasforge.fused.plan.op_plan`), reading the state's shared ReLU; ``op(inp.x)``
+    when it has no plan."""
     pre_relu, plan = fast
     if plan is None:
         return op(inp.x)
@@ -160,16 +163,16 @@ class Cell(nn.Module):
     def _nodes(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float) -> list[EdgeInput]:
         if self.inputs == 2:
             states = [
-                EdgeInput(_run(self.preprocess0, self._fast_pre[0], s0)),
-                EdgeInput(_run(self.preprocess1, self._fast_pre[1], s1)),
+                EdgeInput(run_op(self.preprocess0, self._fast_pre[0], s0)),
+                EdgeInput(run_op(self.preprocess1, self._fast_pre[1], s1)),
             ]
         else:
-            states = [EdgeInput(_run(self.preprocess1, self._fast_pre[1], s1))]
+            states = [EdgeInput(run_op(self.preprocess1, self._fast_pre[1], s1))]
         for plan in self.plan:
             total = None
             for k, inp in plan:
                 op = self.ops[k]
-                h = _run(op, self._fast[k], states[inp])
+                h = run_op(op, self._fast[k], states[inp])
                 if drop_prob > 0.0 and not isinstance(op, nn.Identity):
                     scale = _drop_scale(h, drop_prob)
                     total = h * scale if total is None else torch.addcmul(total, h, scale)

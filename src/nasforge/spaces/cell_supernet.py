@@ -60,11 +60,11 @@ import torch.nn as nn
 import torch.utils.checkpoint as tcp
 
 from nasforge.errors import ArchError
-from nasforge.nets.cell import drop_path
+from nasforge.nets.cell import drop_path, run_op
 from nasforge.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN
 from nasforge.fused.functions import memory_format_of
 from nasforge.fused.grad import dense_grad
-from nasforge.fused.plan import op_plan, run_plan
+from nasforge.fused.plan import op_plan
 from nasforge.spaces.mixed_op import EdgeInput, MixedOp
 from nasforge.fused.mix import node_mix
 
@@ -145,10 +145,7 @@ class SearchCell(nn.Module):
         self.multiplier = len(self.concat)
 
     def _pre(self, i: int, x: torch.Tensor, fast: bool) -> torch.Tensor:
-        pre_relu, plan = self._fast_pre[i]
-        if fast and plan is not None:
-            return run_plan(plan, self.pre[i], torch.relu(x) if pre_relu else x)
-        return self.pre[i](x)
+        return run_op(self.pre[i], self._fast_pre[i], EdgeInput(x)) if fast else self.pre[i](x)
 
     @property
     def num_edges(self) -> int:
@@ -184,7 +181,7 @@ class SearchCell(nn.Module):
             active = [list(c) for c in choice]
         e = 0
         # dense weights, fused training: each node's terms summed by one node_mix
-        by_node = choice is None and fused and drop == 0.0 and self.training and torch.is_grad_enabled()
+        by_node = fast and choice is None and drop == 0.0
         for _j in range(self.nodes):
             if by_node and any(self.ops[e + i].has_tail(active[e + i]) for i in range(len(states))):
                 k = weights.shape[1]  # type: ignore[union-attr]
