@@ -221,13 +221,6 @@ class EdgeInput:
         self.relu_parts: list[torch.Tensor] | None = None
 
     @classmethod
-    def of_relu(cls, relu: torch.Tensor) -> "EdgeInput":
-        """A state known only by its ReLU (every reader applies ReLU first); ``x`` is None."""
-        inp = cls.__new__(cls)
-        inp.x, inp._relu, inp._shared, inp.relu_parts = None, relu, None, None
-        return inp
-
-    @classmethod
     def of_relu_parts(cls, parts: list[torch.Tensor]) -> "EdgeInput":
         """A state known only by its ReLU, given as channel blocks: readers that can (a 1×1
         conv, :func:`~nasforge.fused.pointwise.cat_pw`) read the blocks; the concatenation

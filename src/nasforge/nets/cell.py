@@ -142,21 +142,18 @@ class Cell(nn.Module):
             states.append(total)
         return torch.cat([states[i] for i in self.concat], dim=1)
 
-    def forward_fused(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float = 0.0, relu_only: bool = False) -> torch.Tensor:
+    def forward_fused(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float = 0.0) -> torch.Tensor:
         """:meth:`forward` in training, by the fused plans (module docstring). The inputs
         carry their ReLU, so a network computes each cell output's ReLU once for the two
-        cells that read it. ``relu_only``: return ``relu(output)`` only, as the channel
-        concatenation of the nodes' (shared) ReLUs, for readers that apply ReLU first;
-        the output itself is never built."""
+        cells that read it."""
         states = self._nodes(s0, s1, drop_prob)
-        if relu_only:
-            return torch.cat([states[i].relu for i in self.concat], dim=1)
         return torch.cat([states[i].x for i in self.concat], dim=1)
 
     def relu_parts(self, s0: EdgeInput, s1: EdgeInput, drop_prob: float = 0.0) -> list[torch.Tensor]:
-        """``forward_fused(..., relu_only=True)`` as its channel blocks, the concatenated
-        nodes' shared ReLUs, not concatenated: the next cells' 1×1 preprocessing convs read
-        them block by block (:func:`~nasforge.fused.pointwise.cat_pw`)."""
+        """``relu(forward_fused(...))`` for readers that apply ReLU first, as its channel
+        blocks (the concatenated nodes' shared ReLUs, not concatenated; the output itself is
+        never built): the next cells' 1×1 preprocessing convs read them block by block
+        (:func:`~nasforge.fused.pointwise.cat_pw`)."""
         states = self._nodes(s0, s1, drop_prob)
         return [states[i].relu for i in self.concat]
 
@@ -184,7 +181,7 @@ class Cell(nn.Module):
     @property
     def reads_relu_only(self) -> bool:
         """Whether both inputs are read through a leading ReLU only (then the cells before
-        may hand over :meth:`EdgeInput.of_relu` states)."""
+        may hand over :meth:`EdgeInput.of_relu_parts` states)."""
         return self.inputs == 2 and self._fast_pre[0][0] and self._fast_pre[1][0]
 
 
